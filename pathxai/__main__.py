@@ -1,0 +1,7 @@
+"""``python -m pathxai`` runs the CLI."""
+
+import sys
+
+from pathxai.cli import main
+
+sys.exit(main())
