@@ -54,13 +54,33 @@ def smooth_noise(
     Returns
     -------
     ndarray of ``shape``
-        A stationary Gaussian random field with unit variance.
+        A stationary Gaussian random field with mean 0 and unit variance (in
+        expectation; a crop much smaller than ``sigma`` is nearly constant).
     """
-    field = rng.standard_normal(shape, dtype=np.float32)
-    field = ndimage.gaussian_filter(field, sigma, mode="wrap")
-    field -= field.mean(axis=(-2, -1), keepdims=True)
-    sd = field.std(axis=(-2, -1), keepdims=True)
-    field /= np.where(sd > 0, sd, 1.0)
+    ndim = len(shape)
+    sig = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (ndim,))
+    # long correlation lengths: draw on a coarser grid (≥ 3 nodes per sigma) and
+    # interpolate; the field is smooth at that scale, and filtering is O(sigma) per pixel
+    if ndim >= 2 and sig[-1] == sig[-2] and sig[-1] >= 6 and all(s == 0 for s in sig[:-2]):
+        d = int(sig[-1] // 3)
+        cs = lowres_shape(tuple(shape[-2:]), d)
+        coarse = smooth_noise(rng, (*shape[:-2], *cs), (*sig[:-2], sig[-1] / d, sig[-1] / d),
+                              dtype=np.float32)
+        return upsample(coarse, d, tuple(shape[-2:])).astype(dtype, copy=False)
+    # generate on a domain at least ~3 correlation lengths larger than asked and crop,
+    # so that periodic wrap-around never shows; normalise by the exact variance of
+    # filtered white noise (not the sample SD), so small crops keep their variability
+    big = tuple(int(n + (np.ceil(6 * s) if s > 0 else 0)) for n, s in zip(shape, sig))
+    field = rng.standard_normal(big, dtype=np.float32)
+    field = ndimage.gaussian_filter(field, tuple(sig), mode="wrap")
+    field = field[tuple(slice(0, n) for n in shape)]
+    var = 1.0
+    for s in sig:
+        if s > 0:
+            delta = np.zeros(2 * int(np.ceil(4 * s)) + 1)
+            delta[delta.size // 2] = 1.0
+            var *= float(np.sum(ndimage.gaussian_filter1d(delta, s) ** 2))
+    field = field * np.float32(1.0 / np.sqrt(var))
     return field.astype(dtype, copy=False)
 
 
@@ -85,24 +105,28 @@ def upsample(coarse: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndar
         return coarse[..., : shape[0], : shape[1]].copy()
     lead = coarse.shape[:-2]
     r, c = coarse.shape[-2:]
-    # separable linear interpolation with precomputed weights (faster than ndimage.zoom)
-    out = coarse.reshape(-1, r, c)
-    for axis, n in ((1, shape[0]), (2, shape[1])):
-        pos = np.arange(n, dtype=np.float32) / factor
-        i0 = np.floor(pos).astype(np.intp)
-        w = (pos - i0).astype(np.float32)
-        i1 = np.minimum(i0 + 1, out.shape[axis] - 1)
-        a = np.take(out, i0, axis=axis)
-        b = np.take(out, i1, axis=axis)
-        wshape = [1, 1, 1]
-        wshape[axis] = n
-        w = w.reshape(wshape)
-        out = a + (b - a) * w
+    flat = coarse.reshape(-1, r, c)
+    out = _interp_axis(flat, factor, shape[0], axis=1)
+    out = _interp_axis(out, factor, shape[1], axis=2)
     return out.reshape(*lead, shape[0], shape[1])
 
 
+def _interp_axis(a: np.ndarray, factor: int, n: int, axis: int) -> np.ndarray:
+    """Linear interpolation by an integer factor along ``axis`` (elementwise, no BLAS)."""
+    a = np.moveaxis(a, axis, -1)
+    w = (np.arange(factor, dtype=np.float32) / factor)
+    lo, hi = a[..., :-1, None], a[..., 1:, None]
+    out = (lo + (hi - lo) * w).reshape(*a.shape[:-1], -1)
+    out = np.concatenate([out, a[..., -1:]], axis=-1)
+    if out.shape[-1] < n:  # grid a little short: extend with the edge value
+        out = np.concatenate([out, np.repeat(out[..., -1:], n - out.shape[-1], axis=-1)],
+                             axis=-1)
+    out = out[..., :n]
+    return np.ascontiguousarray(np.moveaxis(out, -1, axis))
+
+
 def fit_argmax_biases(
-    scores: np.ndarray, targets: np.ndarray, *, n_iter: int = 30, step: float = 0.6
+    scores: np.ndarray, targets: np.ndarray, *, n_iter: int = 60, step: float = 0.5
 ) -> np.ndarray:
     """Additive biases so that ``argmax(scores + bias)`` hits target class fractions.
 
@@ -130,10 +154,19 @@ def fit_argmax_biases(
     if present.sum() <= 1:
         return bias
     flat = scores.reshape(k, -1)
-    for _ in range(n_iter):
+    # start from per-class offsets that equalise the fields' medians
+    bias[present] = -np.median(flat[present], axis=1)
+    best, best_err = bias.copy(), np.inf
+    for it in range(n_iter):
         lab = np.argmax(flat + bias[:, None], axis=0)
         frac = np.bincount(lab, minlength=k) / lab.size
+        err = float(np.abs(frac - targets).sum())
+        if err < best_err:
+            best, best_err = bias.copy(), err
+        if err < 0.01:
+            break
         frac = np.maximum(frac, 0.5 / lab.size)
-        bias[present] += step * np.log(targets[present] / frac[present])
+        decay = step * (0.93**it)
+        bias[present] += np.clip(decay * np.log(targets[present] / frac[present]), -0.3, 0.3)
         bias[present] -= bias[present].mean()
-    return bias
+    return best
