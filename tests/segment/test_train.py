@@ -1,0 +1,162 @@
+"""Training: targets, augmentation, losses, overfitting one patch, checkpoint + resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pathxai.segment import data as D
+from pathxai.segment.train import TrainConfig, TrainConfigError, compute_losses, dice_score, train
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared, busy CPU more threads are many times slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_distance_target_of_a_square():
+    inst = np.zeros((9, 9), int)
+    inst[2:7, 2:7] = 1
+    d = D.distance_target(inst)
+    # 5x5 square: boundary ring 1/3, next ring 2/3, centre 1, outside 0
+    assert d[4, 4] == pytest.approx(1.0)
+    assert d[2, 2] == pytest.approx(1 / 3) and d[2, 4] == pytest.approx(1 / 3)
+    assert d[3, 4] == pytest.approx(2 / 3)
+    assert d[0, 0] == 0.0
+
+
+def test_distance_target_separates_touching_objects():
+    inst = np.zeros((5, 10), int)
+    inst[:, :5] = 1
+    inst[:, 5:] = 2
+    d = D.distance_target(inst)
+    # the shared border is a boundary of both objects
+    assert d[2, 4] < d[2, 2] and d[2, 5] < d[2, 7]
+
+
+def test_stain_jitter_without_jitter_is_identity():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 8, 8) * 0.9 + 0.05
+    y = D.stain_jitter(x, g, sigma=0.0, bias=0.0)
+    torch.testing.assert_close(y, x, atol=1e-4, rtol=1e-4)
+
+
+def test_stain_jitter_changes_colour_but_keeps_range():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 8, 8)
+    y = D.photometric_augment(x, g)
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
+    assert not torch.allclose(x, y)
+
+
+def test_dice_and_losses_on_perfect_and_empty_predictions():
+    t = np.zeros((4, 4), bool)
+    t[:2] = True
+    assert dice_score(t, t) == 1.0 and dice_score(~t, t) == 0.0
+    assert dice_score(np.zeros_like(t), np.zeros_like(t)) == 1.0
+    masks = torch.from_numpy(np.stack([t, np.zeros_like(t)]).astype(np.float32))
+    good = {"mask_logits": (masks * 2 - 1) * 20, "inst_logits": torch.zeros(2, 4, 4),
+            "presence_logits": torch.tensor([20.0, -20.0])}
+    bad = {"mask_logits": -(masks * 2 - 1) * 20, "inst_logits": torch.zeros(2, 4, 4),
+           "presence_logits": torch.tensor([-20.0, 20.0])}
+    w = {"bce": 1, "dice": 1, "presence": 1, "instance": 1}
+    has = torch.tensor([False, False])
+    lg = compute_losses(good, masks, torch.zeros(2, 4, 4), has, w)
+    lb = compute_losses(bad, masks, torch.zeros(2, 4, 4), has, w)
+    assert lg["loss"] < 0.01 < 10 < lb["loss"]
+
+
+def test_heldout_split_keeps_cases_together(shared_data):
+    from pathxai.datasets.index import read_index
+
+    idx = read_index(shared_data / "index.csv")
+    s = D.heldout_split(idx)["heldout"]
+    assert s["bcss_mini"] and all(i.startswith("1019_") for i in s["bcss_mini"])
+    ebhi = set(idx.loc[idx.dataset == "ebhi_seg", "image_id"])
+    held_cases = {i.split("-")[0].lower() for i in s["ebhi_seg"]}
+    train_cases = {i.split("-")[0].lower() for i in ebhi - set(s["ebhi_seg"])}
+    assert held_cases and not held_cases & train_cases
+    kather_classes = idx.loc[idx.image_id.isin(s["kather2016"]), "category"]
+    assert kather_classes.is_unique and len(kather_classes) == 6
+
+
+def test_config_rejects_unknown_keys(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("name: x\nlearning_rate: 1\n")
+    with pytest.raises(TrainConfigError, match="learning_rate"):
+        TrainConfig.from_yaml(p)
+
+
+def test_overfits_one_synthetic_patch():
+    """A few dozen AdamW steps on one patch must cut the loss clearly."""
+    from pathxai.datasets import render_patch
+    from pathxai.segment.build import default_config, encode_labels, label_segments
+    from pathxai.segment.modeling import ModelConfig, PromptSegmentationModel, Vocabulary
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    p = render_patch(rng, (64, 64), mpp=0.5)
+    cfg = default_config("tiny")
+    vocab = Vocabulary(cfg["vocabulary"])
+    model = PromptSegmentationModel(ModelConfig(
+        vocab_size=len(vocab), enc_channels=(8, 16, 16, 16, 16), dec_dims=(8, 8, 16, 16, 16),
+        embed_dim=8, dim=16, heads=2, text_depth=1, fusion_depth=1, num_queries=4))
+    labels = ["nucleus", "tissue", "adipose tissue"]
+    segs = [label_segments(lab, cfg["label_texts"][lab]["structure"], None,
+                           cfg["label_texts"][lab]["description"]) for lab in labels]
+    ids, pad = encode_labels(vocab, segs, 48)
+    masks = torch.from_numpy(np.stack([p.nuclei > 0, p.tissue > 0, p.tissue == 4])
+                             .astype(np.float32))
+    inst = torch.from_numpy(np.stack([D.distance_target(p.nuclei), np.zeros((64, 64)),
+                                      np.zeros((64, 64))]).astype(np.float32))
+    has = torch.tensor([True, False, False])
+    x = torch.from_numpy(p.image).permute(2, 0, 1)[None].float() / 255 - 0.5
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        out = model(x, ids, pad, torch.zeros(3, dtype=torch.long), torch.arange(3))
+        loss = compute_losses(out, masks, inst, has, {})["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.6 * losses[0]
+
+
+def test_train_checkpoints_and_resumes(tmp_path):
+    cfg = TrainConfig(name="t", total_steps=3, warmup_steps=1, batch_size=2, crop=64,
+                      log_every_steps=1, out_dir=str(tmp_path / "run"), val_synthetic=1,
+                      sources={"synthetic": 1.0}, labels_per_sample=3)
+    run = train(cfg, log=lambda s: None)
+    state = json.loads((run / "last" / "train_state.json").read_text())
+    assert state["step"] == 3 and state["final"]
+    from pathxai.segment.build import load_checkpoint
+
+    _, ck = load_checkpoint(run / "last")
+    assert ck["training"]["step"] == 3
+    assert set(ck["trained_labels"]) <= set(ck["label_texts"]) and ck["trained_labels"]
+    cfg.total_steps = 5
+    train(cfg, resume=True, log=lambda s: None)
+    state = json.loads((run / "last" / "train_state.json").read_text())
+    assert state["step"] == 5
+    cfg.total_steps = 6  # a second resume reads moments written by a resumed run
+    train(cfg, resume=True, log=lambda s: None)
+    log = (run / "log.txt").read_text()
+    assert "resumed" in log and "at step 3" in log and "at step 5" in log
+    assert "does not match" not in log  # AdamW moments were restored both times
+    from safetensors.torch import load_file
+
+    from pathxai.segment.build import load_checkpoint as load
+
+    model, _ = load(run / "last")
+    params = list(model.parameters())
+    moments = load_file(str(run / "last" / "optimizer.safetensors"))
+    for i, p in enumerate(params):
+        assert moments[f"state.{i}.exp_avg"].shape == p.shape
