@@ -20,6 +20,10 @@ __all__ = [
     "StatsInputError",
     "InsufficientDataError",
     "PipelineError",
+    "UnsupportedPromptError",
+    "IndexFormatError",
+    "TooManyFailuresError",
+    "WorkerCrashedError",
 ]
 
 
@@ -132,3 +136,68 @@ class InsufficientDataError(StatsInputError):
 
 class PipelineError(PathXAIError, RuntimeError):
     """A cohort run cannot continue (e.g. more failures than ``max_failures``)."""
+
+
+class TooManyFailuresError(PipelineError):
+    """More tasks failed than ``max_failures`` allows; the run stopped early.
+
+    Parameters
+    ----------
+    n_failed : int
+        How many tasks had failed when the run stopped.
+    max_failures : int
+        The limit that was exceeded.
+    outcomes : list, optional
+        The :class:`pathxai.pipeline.executors.TaskOutcome` of every task that finished,
+        sorted by key.
+    """
+
+    def __init__(self, n_failed: int, max_failures: int, outcomes: list | None = None):
+        self.n_failed = int(n_failed)
+        self.max_failures = int(max_failures)
+        self.outcomes = list(outcomes or [])
+        failed = [o.key for o in self.outcomes if not getattr(o, "ok", True)]
+        shown = ", ".join(repr(k) for k in failed[:5]) + (" ..." if len(failed) > 5 else "")
+        super().__init__(
+            f"stopped early: {self.n_failed} task(s) failed, more than max_failures="
+            f"{self.max_failures} ({shown}). See failures.csv for the reasons; fix the inputs "
+            "or raise --max-failures (omit it to never stop)."
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.n_failed, self.max_failures, self.outcomes))
+
+
+class WorkerCrashedError(PipelineError):
+    """The process running a task died (segfault, out-of-memory kill, ``KilledWorker``)."""
+
+
+class UnsupportedPromptError(PathXAIError, ValueError):
+    """A valid ontology label that this segmentation backend cannot answer.
+
+    Parameters
+    ----------
+    label : str
+        The canonical label asked for.
+    backend : str
+        The backend (e.g. ``"stain"``).
+    supported : list of str
+        The labels the backend does answer.
+    """
+
+    def __init__(self, label: str, backend: str, supported: list[str] | None = None):
+        self.label = label
+        self.backend = backend
+        self.supported = list(supported or [])
+        super().__init__(
+            f"the {backend!r} backend cannot segment {label!r}; it answers only "
+            f"{', '.join(repr(s) for s in self.supported)}. Use a trained model "
+            "(Segmentor.from_pretrained('default')) for other labels."
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.label, self.backend, self.supported))
+
+
+class IndexFormatError(PathXAIError, ValueError):
+    """An image-mask index (the ``shared/data/index.csv`` format) is malformed; names the rows."""

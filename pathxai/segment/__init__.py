@@ -1,0 +1,57 @@
+"""Text-prompted segmentation: ontology, prompt parsing, predictors, evaluation.
+
+Names are imported lazily (PEP 562) so ``import pathxai.segment`` does not pull torch:
+only :class:`Segmentor` and the training/model modules need it.
+
+Public API
+----------
+parse_prompt(text) -> ParsedPrompt
+    Free text to a canonical label (synonyms, plurals, British spelling, templates).
+list_labels(structure=None) -> DataFrame
+    The vocabulary.
+Ontology, load_ontology()
+    The label hierarchy (children, ancestors, leaves, describe).
+StainSegmentor
+    Classical colour-deconvolution baseline with the predictor API.
+Segmentor, build_segmentor, MODEL_REGISTRY, segment_slide, train
+    The neural model family (PathSegmentor-style).
+evaluate_index(index, predictor, ...) -> dict
+    Dice / IoU / AJI with bootstrap CIs on an image-mask index.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> "module:attribute"
+_LAZY: dict[str, str] = {
+    "parse_prompt": "pathxai.segment.ontology:parse_prompt",
+    "ParsedPrompt": "pathxai.segment.ontology:ParsedPrompt",
+    "list_labels": "pathxai.segment.ontology:list_labels",
+    "Ontology": "pathxai.segment.ontology:Ontology",
+    "load_ontology": "pathxai.segment.ontology:load_ontology",
+    "PromptResult": "pathxai.segment.types:PromptResult",
+    "StainSegmentor": "pathxai.segment.stain:StainSegmentor",
+    "evaluate_index": "pathxai.segment.evaluate:evaluate_index",
+    "Segmentor": "pathxai.segment.predictor:Segmentor",
+    "build_segmentor": "pathxai.segment.build:build_segmentor",
+    "MODEL_REGISTRY": "pathxai.segment.build:MODEL_REGISTRY",
+    "segment_slide": "pathxai.segment.slide:segment_slide",
+    "train": "pathxai.segment.train:train",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module_name, attr = _LAZY[name].split(":")
+        value = getattr(importlib.import_module(module_name), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'pathxai.segment' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
