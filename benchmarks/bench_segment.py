@@ -1,0 +1,125 @@
+"""Segmentation benchmark: tiles/s for 1 vs 8 prompts, peak memory, whole-slide time.
+
+1. ``n_tiles`` tiles of 256 px at the model's 0.5 µm/px from the real
+   ``cmu-1-small-region.svs`` (``../shared/data/slides``; random tiles otherwise) are
+   segmented with 1 prompt and with 8 prompts through ``predict_batch`` (each tile batch is
+   encoded once for all prompts). Target: 8 prompts cost at most 1.3× one prompt.
+2. Peak memory: process max RSS (and ``torch.cuda.max_memory_allocated`` on CUDA).
+3. Whole-slide segmentation of ``cmu-1-small-region.svs`` (2220 × 2967 px at 0.499 µm/px)
+   for 3 prompts with :func:`pathxai.segment.slide.segment_slide`.
+
+On CUDA the predictor runs under bf16 autocast, so the tiles/s printed are bf16 figures.
+Model: the shipped ``default`` checkpoint, else ``--checkpoint``, else an untrained ``tiny``
+network of the same architecture (same cost). Figures only, no assertions.
+Run: ``python benchmarks/bench_segment.py [--n-tiles 32] [--threads 1] [--json out.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("PATHXAI_SHARED_DATA", REPO.parent / "shared" / "data"))
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from pathxai.segment.predictor import Segmentor  # noqa: E402
+
+PROMPTS_8 = ["tumor", "stroma", "nuclei", "lymphocytes", "adipose tissue", "necrosis",
+             "gland", "tissue"]
+
+
+def _load(checkpoint: str | None) -> tuple[Segmentor, str]:
+    for name in ([checkpoint] if checkpoint else []) + ["default"]:
+        try:
+            return Segmentor.from_pretrained(name), name
+        except Exception as e:  # noqa: BLE001 - report and fall back
+            print(f"# could not load {name!r}: {e}")
+    from pathxai.segment.build import build_segmentor
+
+    model, cfg = build_segmentor("tiny")
+    cfg["trained_labels"] = sorted({"tumor", "stroma", "nucleus", "lymphocyte",
+                                    "adipose tissue", "necrosis", "gland", "tissue"})
+    return Segmentor(model, cfg), "untrained tiny"
+
+
+def _tiles(seg: Segmentor, n: int) -> tuple[list[np.ndarray], str]:
+    svs = SHARED / "slides" / "cmu-1-small-region.svs"
+    rng = np.random.default_rng(0)
+    if svs.is_file():
+        from pathxai.slides import iter_tiles, open_slide
+
+        with open_slide(svs) as r:
+            tiles = list(iter_tiles(r, mpp=seg.mpp, tile_size=256, min_tissue=0.5))
+            pick = rng.choice(len(tiles), min(n, len(tiles)), replace=False)
+            return [tiles[i].read(r) for i in pick], str(svs.name)
+    return [rng.integers(0, 256, (256, 256, 3), dtype=np.uint8) for _ in range(n)], "random"
+
+
+def _time(seg: Segmentor, tiles, prompts, repeats: int = 2) -> float:
+    seg.predict_batch(tiles[: seg.batch_size], prompts, mpp=seg.mpp)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        seg.predict_batch(tiles, prompts, mpp=seg.mpp)
+        if seg.device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-tiles", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=1, help="CPU intra-op threads")
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--json", default=None, help="also write the figures here")
+    ap.add_argument("--no-slide", action="store_true", help="skip the whole-slide timing")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    seg, which = _load(a.checkpoint)
+    tiles, src = _tiles(seg, a.n_tiles)
+    t1 = _time(seg, tiles, PROMPTS_8[:1])
+    t8 = _time(seg, tiles, PROMPTS_8)
+    res = {
+        "model": which, "device": seg.device.type,
+        "precision": "bf16 autocast" if seg.device.type == "cuda" else "fp32",
+        "threads": a.threads, "tiles": len(tiles), "tile_px": 256, "tile_source": src,
+        "tiles_per_s_1_prompt": round(len(tiles) / t1, 2),
+        "tiles_per_s_8_prompts": round(len(tiles) / t8, 2),
+        "cost_ratio_8_vs_1": round(t8 / t1, 3),
+    }
+    svs = SHARED / "slides" / "cmu-1-small-region.svs"
+    if svs.is_file() and not a.no_slide:
+        from pathxai.segment.slide import segment_slide
+
+        with tempfile.TemporaryDirectory() as d:
+            t0 = time.perf_counter()
+            meta = segment_slide(seg, svs, ["tissue", "tumor", "nuclei"], out_dir=d,
+                                 resume=False)
+            res["slide"] = svs.name
+            res["slide_seconds"] = round(time.perf_counter() - t0, 2)
+            res["slide_tiles"] = meta["n_tiles"]
+            res["slide_tiles_per_s"] = meta["tiles_per_s"]
+            res["slide_nuclei"] = meta["results"]["nucleus"].get("n_objects")
+    res["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    if seg.device.type == "cuda":
+        res["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    print(json.dumps(res, indent=1))
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
+    return res
+
+
+if __name__ == "__main__":
+    main()

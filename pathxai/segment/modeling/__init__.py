@@ -1,0 +1,14 @@
+"""Pure ``nn.Module`` building blocks of pathxai's text-prompted segmentor."""
+
+from .fusion import FusionLayer, QueryFusion, sincos_position_2d
+from .heads import MLP, PromptHeads
+from .image_encoder import ImageEncoder, PixelDecoder, ResBlock
+from .segmentor_model import STRIDE, ImageState, ModelConfig, PromptSegmentationModel
+from .text_encoder import TextEncoder
+from .tokenizer import Vocabulary, tokenize_words
+
+__all__ = [
+    "STRIDE", "FusionLayer", "ImageEncoder", "ImageState", "MLP", "ModelConfig",
+    "PixelDecoder", "PromptHeads", "PromptSegmentationModel", "QueryFusion", "ResBlock",
+    "TextEncoder", "Vocabulary", "sincos_position_2d", "tokenize_words",
+]

@@ -1,0 +1,481 @@
+"""``Segmentor``: the trained text-prompted model behind the predictor API.
+
+>>> seg = Segmentor.from_pretrained("default")            # doctest: +SKIP
+>>> seg.set_image(image, mpp=0.25)                          # encodes the image once
+>>> tumour, nuclei = seg.predict(["tumour", "nuclei"])      # many prompts, one encoding
+
+Prompt semantics
+----------------
+Each prompt is parsed by :func:`pathxai.segment.ontology.parse_prompt`. The model answers
+the labels it was trained on (``config["trained_labels"]`` of the checkpoint):
+
+* a non-group label (``tumor``) is answered by itself when trained, otherwise by the union
+  of its trained descendants (``metastatic tumor`` ...);
+* a group label (``inflammatory cell``, ``cell``, ``immune infiltrate``) is answered by the
+  union of itself (when trained) and its trained descendants;
+* when none of these is trained, :class:`~pathxai.exceptions.UnsupportedPromptError` names
+  the labels the checkpoint does answer (never a silent guess).
+
+Union: the per-pixel probability is the maximum over the answering labels; the mask is the
+union of the labels whose presence score passes ``presence_threshold`` (then
+``probability > mask_threshold``); presence is the maximum presence. Cell- and nucleus-level
+prompts also get instances (watershed on the predicted distance map,
+:func:`pathxai.segment.postprocess.instances_from_maps`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from pathxai.exceptions import MissingMPPError, UnsupportedPromptError
+
+from .build import (
+    encode_labels,
+    file_sha256,
+    label_segments,
+    load_checkpoint,
+    resolve_checkpoint_dir,
+)
+from .modeling import STRIDE, ImageState, PromptSegmentationModel, Vocabulary
+from .postprocess import instances_from_maps
+from .types import PromptResult
+
+__all__ = ["Segmentor"]
+
+
+@dataclass
+class _Encoded:
+    """Cached encoding of one image: tiles of ImageState with their boxes (model px)."""
+
+    states: list[ImageState]                 # one per tile batch
+    boxes: list[list[tuple[int, int, int, int]]]  # per batch: (y0, x0, h, w) in padded image
+    shape: tuple[int, int]                   # image size at model mpp (unpadded)
+    input_shape: tuple[int, int]             # image size as given
+    input_mpp: float
+
+
+def _to_uint8_rgb(image: Any) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] not in (3, 4) or min(image.shape[:2]) < 2:
+        raise ValueError(f"image must be an (H, W, 3) RGB array, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        if np.issubdtype(image.dtype, np.floating) and float(np.nanmax(image)) <= 1.0:
+            image = image * 255.0
+        image = np.clip(np.nan_to_num(image), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(image[..., :3])
+
+
+def _check_mpp(mpp: Any) -> float:
+    if mpp is None:
+        raise MissingMPPError(
+            "set_image needs the image's µm per pixel: pass mpp=... (e.g. 0.5 for a 20x scan, "
+            "0.25 for 40x)"
+        )
+    try:
+        m = float(mpp)
+    except (TypeError, ValueError):
+        m = float("nan")
+    if not (math.isfinite(m) and 0.01 <= m <= 100):
+        raise ValueError(f"mpp must be a positive number of µm per pixel (0.01-100), got {mpp!r}")
+    return m
+
+
+def _ramp(n: int, overlap: int) -> np.ndarray:
+    """1-D blending weight: linear ramps of ``overlap`` px at both ends, 1 in the middle."""
+    w = np.ones(n, np.float32)
+    if overlap > 0:
+        r = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
+        w[:overlap] = np.minimum(w[:overlap], r)
+        w[-overlap:] = np.minimum(w[-overlap:], r[::-1])
+    return w
+
+
+class Segmentor:
+    """Text-prompted segmentation with a trained :class:`PromptSegmentationModel`.
+
+    Parameters
+    ----------
+    model : PromptSegmentationModel
+    config : dict
+        The checkpoint config (µm/px, tile size, normalisation, vocabulary, label texts,
+        trained labels).
+    device : str or torch.device, optional
+        Default: CUDA when available (bf16 autocast there), else CPU.
+    presence_threshold : float, optional
+        Presence score below which a prompt's mask is empty (default from the config, 0.5).
+    mask_threshold : float, optional
+        Pixel probability threshold (default 0.5).
+    max_side : int
+        Images (at model µm/px) up to this side are encoded in one pass; larger ones in
+        overlapping tiles of ``2 * tile_size`` px blended linearly.
+    batch_size : int
+        Tiles per forward pass.
+    checkpoint_dir : Path, optional
+        Where the weights came from (recorded as :attr:`checkpoint_hash`).
+    """
+
+    name = "model"
+
+    def __init__(self, model: PromptSegmentationModel, config: dict, *, device=None,
+                 presence_threshold: float | None = None, mask_threshold: float | None = None,
+                 max_side: int = 1024, batch_size: int = 8,
+                 checkpoint_dir: Path | None = None):
+        from .ontology import load_ontology
+
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        self.config = config
+        self.ontology = load_ontology()
+        self.vocab = Vocabulary(config["vocabulary"])
+        self.presence_threshold = float(
+            config.get("presence_threshold", 0.5) if presence_threshold is None
+            else presence_threshold)
+        self.mask_threshold = float(config.get("mask_threshold", 0.5) if mask_threshold is None
+                                    else mask_threshold)
+        self.max_side = int(max_side)
+        self.batch_size = int(batch_size)
+        self.checkpoint_dir = checkpoint_dir
+        self.trained_labels = tuple(config.get("trained_labels", ()))
+        n = config["normalization"]
+        self._mean = torch.tensor(n["mean"], device=self.device)[None, :, None, None]
+        self._std = torch.tensor(n["std"], device=self.device)[None, :, None, None]
+        self._encoded: _Encoded | None = None
+        self._text_cache: dict[tuple, tuple[torch.Tensor, ...]] = {}
+        #: number of image-encoder forward passes so far (one per tile batch)
+        self.n_encoder_calls = 0
+        self._hash: str | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path = "default", **kwargs) -> Segmentor:
+        """Load a checkpoint folder or a packaged name (``"default"``); no network access.
+
+        Raises
+        ------
+        CheckpointError
+            Missing / unsafe (pickle) / inconsistent checkpoint.
+        """
+        d = resolve_checkpoint_dir(name_or_path)
+        model, cfg = load_checkpoint(d)
+        return cls(model, cfg, checkpoint_dir=d, **kwargs)
+
+    @property
+    def mpp(self) -> float:
+        """µm per pixel the model works at."""
+        return float(self.config["mpp"])
+
+    @property
+    def tile_size(self) -> int:
+        """Default slide tile side (px at :attr:`mpp`)."""
+        return int(self.config["tile_size"])
+
+    @property
+    def checkpoint_hash(self) -> str:
+        """SHA-256 of the weights file (or of the in-memory state when not from a file)."""
+        if self._hash is None:
+            if self.checkpoint_dir is not None:
+                self._hash = self.config.get("weights_sha256") or file_sha256(
+                    Path(self.checkpoint_dir) / "model.safetensors")
+            else:
+                import hashlib
+
+                h = hashlib.sha256()
+                for k, v in sorted(self.model.state_dict().items()):
+                    h.update(k.encode())
+                    h.update(v.detach().cpu().numpy().tobytes())
+                self._hash = h.hexdigest()
+        return self._hash
+
+    def __repr__(self) -> str:
+        return (f"Segmentor(arch={self.config.get('architecture')!r}, mpp={self.mpp}, "
+                f"device={self.device.type}, labels={len(self.trained_labels)})")
+
+    # ------------------------------------------------------------------ prompts
+    def answering_labels(self, parsed) -> list[str]:
+        """Trained labels whose union answers a parsed prompt (see the module docstring).
+
+        Raises
+        ------
+        UnsupportedPromptError
+            When no trained label answers it.
+        """
+        trained = set(self.trained_labels)
+        label = parsed.label
+        desc = [d for d in self.ontology.descendants(label) if d in trained]
+        group = self.ontology.labels[label].group
+        if group:
+            labels = ([label] if label in trained else []) + sorted(desc)
+        elif label in trained:
+            labels = [label]
+        else:
+            labels = sorted(desc)
+        if not labels:
+            raise UnsupportedPromptError(label, f"model {self.config.get('architecture')}",
+                                         sorted(trained))
+        return labels
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16,
+                              enabled=self.device.type == "cuda")
+
+    # ------------------------------------------------------------------ encoding
+    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self._mean) / self._std
+
+    def _to_model_grid(self, image: np.ndarray, mpp: float) -> np.ndarray:
+        f = mpp / self.mpp
+        if abs(f - 1.0) < 1e-3:
+            return image
+        h, w = image.shape[:2]
+        size = (max(STRIDE, int(round(h * f))), max(STRIDE, int(round(w * f))))
+        t = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float()
+        t = F.interpolate(t, size=size, mode="bilinear", antialias=f < 1, align_corners=False)
+        return t[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+    @torch.no_grad()
+    def _encode_batch(self, tiles: np.ndarray) -> ImageState:
+        """Encode ``(B, h, w, 3)`` uint8 tiles (``h, w`` multiples of 32)."""
+        x = torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device)
+        x = self._normalize(x.permute(0, 3, 1, 2).float() / 255.0)
+        with self._autocast():
+            state = self.model.encode_image(x)
+        self.n_encoder_calls += 1
+        return state
+
+    def set_image(self, image: np.ndarray, *, mpp: float) -> Segmentor:
+        """Resample ``image`` (H, W, 3) at ``mpp`` µm/px to the model grid and encode it once.
+
+        The encoding is cached; :meth:`predict` answers any number of prompts from it.
+        """
+        image = _to_uint8_rgb(image)
+        mpp = _check_mpp(mpp)
+        img = self._to_model_grid(image, mpp)
+        h, w = img.shape[:2]
+        if max(h, w) <= self.max_side:
+            ph, pw = (-h) % STRIDE, (-w) % STRIDE
+            padded = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="edge")
+            states = [self._encode_batch(padded[None])]
+            boxes = [[(0, 0, h + ph, w + pw)]]
+        else:
+            tile = 2 * self.tile_size
+            step = tile - self.tile_size // 4
+            ys = list(range(0, max(1, h - tile), step)) + [max(0, h - tile)]
+            xs = list(range(0, max(1, w - tile), step)) + [max(0, w - tile)]
+            ph, pw = max(0, tile - h), max(0, tile - w)
+            padded = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="edge")
+            all_boxes = sorted({(y, x, tile, tile) for y in ys for x in xs})
+            states, boxes = [], []
+            for i in range(0, len(all_boxes), self.batch_size):
+                chunk = all_boxes[i:i + self.batch_size]
+                batch = np.stack([padded[y:y + th, x:x + tw] for y, x, th, tw in chunk])
+                states.append(self._encode_batch(batch))
+                boxes.append(chunk)
+        self._encoded = _Encoded(states, boxes, (h, w), image.shape[:2], mpp)
+        return self
+
+    # ------------------------------------------------------------------ decoding
+    def _queries(self, parsed: list) -> tuple[list[tuple[str, Any]], list[list[int]]]:
+        queries: list[tuple[str, Any]] = []
+        which: list[list[int]] = []
+        for p in parsed:
+            idx = []
+            for lab in self.answering_labels(p):
+                key = (lab, p.region)
+                if key not in queries:
+                    queries.append(key)
+                idx.append(queries.index(key))
+            which.append(idx)
+        return queries, which
+
+    def _padded_text(self, queries):
+        """Encode all query texts as one padded batch (cached per query list)."""
+        key = tuple(queries)
+        if key in self._text_cache:
+            return self._text_cache[key]
+        segs = []
+        for lab, region in queries:
+            lt = self.config.get("label_texts", {}).get(lab) or {
+                "structure": self.ontology.structure(lab), "description": self.ontology.describe(lab)}
+            segs.append(label_segments(lab, lt["structure"], region, lt["description"]))
+        ids, pad = encode_labels(self.vocab, segs, self.model.cfg.max_text_len)
+        with torch.no_grad(), self._autocast():
+            tok, pooled = self.model.encode_text(ids.to(self.device), pad.to(self.device))
+        if len(self._text_cache) > 64:
+            self._text_cache.clear()
+        self._text_cache[key] = (tok, pad.to(self.device), pooled)
+        return self._text_cache[key]
+
+    @torch.no_grad()
+    def _maps_for_state(self, state: ImageState, n_images: int, queries):
+        """Probability ``(n, q, H, W)``, distance map ``(n, q, H, W)`` (zeros for region
+        labels: only cell/nuclei labels need it) and presence ``(n, q)`` as numpy."""
+        tok, pad, pooled = self._padded_text(queries)
+        q = len(queries)
+        ii = torch.arange(n_images, device=self.device).repeat_interleave(q)
+        pi = torch.arange(q, device=self.device).repeat(n_images)
+        with self._autocast():
+            out = self.model.decode(state, ii, tok[pi], pad[pi], pooled[pi],
+                                    full_resolution=False)
+        size = state.size
+        logits = out["mask_logits"].float()[:, None]
+        prob = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        prob = prob.sigmoid().view(n_images, q, *size).cpu().numpy()
+        dist = np.zeros((n_images, q, *size), np.float32)
+        inst_q = [k for k, (lab, _) in enumerate(queries)
+                  if self.ontology.structure(lab) in ("cell", "nuclei")]
+        if inst_q:
+            il = out["inst_logits"].float().view(n_images, q, *out["inst_logits"].shape[-2:])
+            il = F.interpolate(il[:, inst_q], size=size, mode="bilinear", align_corners=False)
+            dist[:, inst_q] = il.sigmoid().cpu().numpy()
+        pres = out["presence_logits"].float().sigmoid().view(n_images, q)
+        return prob, dist, pres.cpu().numpy()
+
+    def _combine(self, p, prob, dist, pres, idx, mpp_grid: float) -> tuple:
+        """Union of the answering labels' maps → (mask, prob, presence, dist or None)."""
+        pr = prob[idx]                      # (k, H, W)
+        ps = pres[idx]                      # (k,)
+        keep = ps >= self.presence_threshold
+        probability = pr.max(0)
+        mask = np.zeros(probability.shape, bool)
+        for k in np.flatnonzero(keep):
+            mask |= pr[k] > self.mask_threshold
+        d = dist[idx].max(0) if p.is_instance_level else None
+        return mask, probability, float(ps.max()), d
+
+    def predict(self, prompts: str | Any | Sequence[str | Any]) -> list[PromptResult]:
+        """Answer prompts on the image of the last :meth:`set_image` (one encoding).
+
+        Parameters
+        ----------
+        prompts : str or ParsedPrompt, or a sequence of them
+
+        Returns
+        -------
+        list of PromptResult
+            One per prompt; masks, probabilities and instances on the input image's grid.
+
+        Raises
+        ------
+        UnknownPromptError, UnsupportedPromptError
+        """
+        if self._encoded is None:
+            raise RuntimeError("call set_image(image, mpp=...) before predict(prompts)")
+        t0 = time.perf_counter()
+        parsed = self.ontology.parse_many(prompts)
+        queries, which = self._queries(parsed)
+        enc = self._encoded
+        h, w = enc.shape
+        q = len(queries)
+        if len(enc.states) == 1 and len(enc.boxes[0]) == 1:
+            prob, dist, pres = self._maps_for_state(enc.states[0], 1, queries)
+            prob, dist, pres = prob[0, :, :h, :w], dist[0, :, :h, :w], pres[0]
+        else:
+            hp = max(h, max(b[0] + b[2] for bb in enc.boxes for b in bb))
+            wp = max(w, max(b[1] + b[3] for bb in enc.boxes for b in bb))
+            acc_p = np.zeros((q, hp, wp), np.float32)
+            acc_d = np.zeros((q, hp, wp), np.float32)
+            acc_w = np.zeros((hp, wp), np.float32)
+            pres_all = []
+            for state, boxes in zip(enc.states, enc.boxes):
+                pb, db, sb = self._maps_for_state(state, len(boxes), queries)
+                for k, (y, x, th, tw) in enumerate(boxes):
+                    wt = np.outer(_ramp(th, self.tile_size // 8), _ramp(tw, self.tile_size // 8))
+                    acc_p[:, y:y + th, x:x + tw] += pb[k] * wt
+                    acc_d[:, y:y + th, x:x + tw] += db[k] * wt
+                    acc_w[y:y + th, x:x + tw] += wt
+                    pres_all.append(sb[k])
+            acc_w = np.maximum(acc_w, 1e-6)
+            prob = (acc_p / acc_w)[:, :h, :w]
+            dist = (acc_d / acc_w)[:, :h, :w]
+            pres = np.max(np.stack(pres_all), axis=0)
+        results = []
+        for p, idx in zip(parsed, which):
+            mask, probability, presence, d = self._combine(p, prob, dist, pres, idx, self.mpp)
+            inst = (instances_from_maps(mask, d, mpp=self.mpp) if d is not None else None)
+            results.append(self._to_input(p, mask, probability, presence, inst, idx, queries,
+                                          pres, t0))
+        return results
+
+    def _to_input(self, p, mask, probability, presence, inst, idx, queries, pres, t0
+                  ) -> PromptResult:
+        enc = self._encoded
+        shape = enc.input_shape
+        if mask.shape != tuple(shape):
+            pt = torch.from_numpy(probability)[None, None]
+            probability = F.interpolate(pt, size=shape, mode="bilinear",
+                                        align_corners=False)[0, 0].numpy()
+            mt = torch.from_numpy(mask.astype(np.uint8))[None, None].float()
+            mask = F.interpolate(mt, size=shape, mode="nearest-exact")[0, 0].numpy() > 0.5
+            if inst is not None:
+                it = torch.from_numpy(inst.astype(np.float32))[None, None]
+                inst = F.interpolate(it, size=shape, mode="nearest-exact")[0, 0].numpy()
+                inst = inst.astype(np.int32)
+        return PromptResult(
+            prompt=p, mask=mask, probability=probability.astype(np.float32),
+            presence=presence, instances=inst,
+            extra={"backend": self.name, "answered_by": [queries[i][0] for i in idx],
+                   "label_presence": {queries[i][0]: float(pres[i]) for i in idx},
+                   "model_mpp": self.mpp, "image_mpp": enc.input_mpp,
+                   "seconds": time.perf_counter() - t0},
+        )
+
+    def predict_batch(self, images: Sequence[np.ndarray], prompts, *, mpp: float
+                      ) -> list[list[PromptResult]]:
+        """Answer ``prompts`` on each image; same-size images at the model µm/px are encoded
+        together in batches of :attr:`batch_size` (one encoder pass per batch).
+
+        Returns
+        -------
+        list (per image) of list (per prompt) of PromptResult
+        """
+        mpp = _check_mpp(mpp)
+        images = [_to_uint8_rgb(im) for im in images]
+        shapes = {im.shape for im in images}
+        small = all(max(s[:2]) <= self.max_side for s in shapes)
+        if len(shapes) != 1 or abs(mpp / self.mpp - 1) > 1e-3 or not small:
+            out = []
+            for im in images:
+                self.set_image(im, mpp=mpp)
+                out.append(self.predict(prompts))
+            return out
+        t0 = time.perf_counter()
+        parsed = self.ontology.parse_many(prompts)
+        queries, which = self._queries(parsed)
+        saved = self._encoded
+        h, w = images[0].shape[:2]
+        ph, pw = (-h) % STRIDE, (-w) % STRIDE
+        out = []
+        for i in range(0, len(images), self.batch_size):
+            chunk = images[i:i + self.batch_size]
+            batch = np.stack([np.pad(im, ((0, ph), (0, pw), (0, 0)), mode="edge")
+                              for im in chunk])
+            state = self._encode_batch(batch)
+            prob, dist, pres = self._maps_for_state(state, len(chunk), queries)
+            for k in range(len(chunk)):
+                self._encoded = _Encoded([], [], (h, w), (h, w), mpp)
+                res = []
+                for p, idx in zip(parsed, which):
+                    mask, probability, presence, d = self._combine(
+                        p, prob[k, :, :h, :w], dist[k, :, :h, :w], pres[k], idx, self.mpp)
+                    inst = (instances_from_maps(mask, d, mpp=self.mpp) if d is not None
+                            else None)
+                    res.append(self._to_input(p, mask, probability, presence, inst, idx,
+                                              queries, pres[k], t0))
+                out.append(res)
+        self._encoded = saved
+        return out
+
+    def segment_slide(self, slide, prompts, *, out_dir, **kwargs) -> dict:
+        """Segment a whole slide; see :func:`pathxai.segment.slide.segment_slide`."""
+        from .slide import segment_slide
+
+        return segment_slide(self, slide, prompts, out_dir=out_dir, **kwargs)

@@ -1,0 +1,270 @@
+"""Whole-slide segmentation: stream tissue tiles, batch them, blend, write the plain mask layout.
+
+Works with any predictor that has ``mpp`` and ``predict_batch(images, prompts, *, mpp)``
+(the model :class:`~pathxai.segment.predictor.Segmentor` and the classical
+:class:`~pathxai.segment.stain.StainSegmentor`). Each tile is encoded once for all prompts.
+
+Output (``docs/contracts.md``, plain mask layout, at the predictor's µm/px)::
+
+    <out_dir>/<slug>.png              binary mask, 0/255 (``.tif``, tiled + zlib, when large)
+    <out_dir>/<slug>.instances.tif    instance labels (uint32, tiled + zlib) for cell/nuclei
+    <out_dir>/tissue.png              the tissue tiles that were segmented (0/255)
+    <out_dir>/thumbnails/<slug>.png   overlays of each mask on the slide thumbnail
+    <out_dir>/meta.json               mpp, prompts, canonical labels, checkpoint hash, tile
+                                      parameters, counts, timings
+
+Blending: tiles overlap by ``overlap`` px; each tile's binary mask is weighted by a linear
+ramp over the overlap and the weighted vote is thresholded at 0.5. Instances: an object is
+kept only by the tile whose *core* (the grid cell of side ``tile_size - overlap`` centred in
+the overlap) holds its centroid, so objects cut by tile borders are counted once.
+
+Resumable: when ``meta.json`` records the same parameters and every output exists, nothing
+is recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from pathxai.exceptions import MissingMPPError
+
+__all__ = ["segment_slide", "PNG_MAX_PIXELS"]
+
+#: masks with more pixels than this are written as tiled, compressed TIFF instead of PNG
+PNG_MAX_PIXELS = 8192 * 8192
+
+
+def _ramp(n: int, overlap: int) -> np.ndarray:
+    w = np.ones(n, np.float32)
+    if overlap > 0:
+        r = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
+        w[:overlap] = r
+        w[-overlap:] = np.minimum(w[-overlap:], r[::-1])
+    return w
+
+
+def _write_mask(path_stem: Path, arr: np.ndarray, *, instances: bool = False) -> Path:
+    import tifffile
+
+    if instances:
+        p = path_stem.with_name(path_stem.name + ".instances.tif")
+        tifffile.imwrite(p, arr.astype(np.uint32), tile=(256, 256), compression="zlib")
+        return p
+    if arr.size > PNG_MAX_PIXELS:
+        p = path_stem.with_suffix(".tif")
+        tifffile.imwrite(p, arr.astype(np.uint8) * 255, tile=(256, 256), compression="zlib")
+        return p
+    p = path_stem.with_suffix(".png")
+    Image.fromarray(arr.astype(np.uint8) * 255).save(p, optimize=False)
+    return p
+
+
+def _thumbnail(thumb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Overlay ``mask`` (any size) in green on ``thumb`` (h, w, 3)."""
+    h, w = thumb.shape[:2]
+    m = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((w, h), Image.NEAREST)) > 0
+    out = thumb.astype(np.float32).copy()
+    out[m] = 0.5 * out[m] + 0.5 * np.array([0, 200, 0], np.float32)
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def segment_slide(predictor: Any, slide: Any, prompts: str | Sequence[Any], *, out_dir,
+                  tile_size: int | None = None, overlap: int | None = None,
+                  batch_size: int | None = None, min_tissue: float = 0.05,
+                  resume: bool = True, thumbnail_size: int = 1024,
+                  slide_mpp: float | None = None) -> dict:
+    """Segment every tissue tile of a slide for several prompts; write the plain mask layout.
+
+    Parameters
+    ----------
+    predictor : Segmentor or StainSegmentor
+        Anything with ``mpp`` (µm/px it works at) and ``predict_batch``.
+    slide : str, Path, SlideReader or ndarray
+        Opened with :func:`pathxai.slides.open_slide` when not already a reader.
+    prompts : str or sequence of str / ParsedPrompt
+    out_dir : path
+        Output folder (created).
+    tile_size : int, optional
+        Tile side in px at the predictor's µm/px (default: ``predictor.tile_size`` or 512).
+    overlap : int, optional
+        Overlap between neighbouring tiles in px (default ``tile_size // 8``).
+    batch_size : int, optional
+        Tiles per ``predict_batch`` call (default ``predictor.batch_size`` or 8).
+    min_tissue : float
+        Minimum tissue fraction of a tile to be segmented.
+    resume : bool
+        Skip everything when ``out_dir`` already holds the outputs of the same call.
+    slide_mpp : float, optional
+        µm/px of the slide when its metadata lacks it.
+
+    Returns
+    -------
+    dict
+        The ``meta.json`` content (plus ``"resumed": True`` when nothing was recomputed).
+    """
+    from pathxai.slides import SlideReader, iter_tiles, open_slide
+
+    from .ontology import load_ontology
+
+    t_start = time.perf_counter()
+    reader = slide if isinstance(slide, SlideReader) else open_slide(slide, mpp=slide_mpp)
+    if reader.mpp is None:
+        raise MissingMPPError(
+            f"slide {reader.path or '<array>'} has no µm/px in its metadata; pass slide_mpp=..."
+        )
+    mpp = float(predictor.mpp)
+    tile = int(tile_size or getattr(predictor, "tile_size", 512))
+    ov = int(tile // 8 if overlap is None else overlap)
+    if not 0 <= ov < tile // 2:
+        raise ValueError(f"overlap must be in [0, tile_size/2 = {tile // 2}), got {ov}")
+    bs = int(batch_size or getattr(predictor, "batch_size", 8))
+    onto = getattr(predictor, "ontology", None) or load_ontology()
+    parsed = onto.parse_many(prompts)
+    seen: dict[str, Any] = {}
+    for p in parsed:
+        seen.setdefault(p.slug, p)
+    parsed = list(seen.values())
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    w0, h0 = reader.dimensions
+    scale = reader.mpp / mpp
+    W, H = max(1, math.ceil(w0 * scale)), max(1, math.ceil(h0 * scale))
+    ckpt = getattr(predictor, "checkpoint_hash", None)
+    params = {
+        "slide": {"path": str(reader.path) if reader.path else None,
+                  "dimensions": [int(w0), int(h0)], "mpp": float(reader.mpp)},
+        "backend": getattr(predictor, "name", type(predictor).__name__),
+        "checkpoint_hash": ckpt,
+        "mpp": mpp, "tile_size": tile, "overlap": ov, "min_tissue": float(min_tissue),
+        "prompts": [{"text": p.text, "label": p.label, "canonical": p.canonical,
+                     "slug": p.slug, "instances": bool(p.is_instance_level)} for p in parsed],
+    }
+    meta_path = out / "meta.json"
+    if resume and meta_path.is_file():
+        try:
+            old = json.loads(meta_path.read_text())
+        except json.JSONDecodeError:
+            old = {}
+        if old.get("params") == params and all((out / f).is_file()
+                                               for f in old.get("files", {}).values()):
+            old["resumed"] = True
+            return old
+
+    # accumulators on disk-backed memory maps so big slides stay within RAM
+    work = out / ".work"
+    work.mkdir(exist_ok=True)
+    P = len(parsed)
+    votes = np.lib.format.open_memmap(work / "votes.npy", mode="w+", dtype=np.float16,
+                                      shape=(P, H, W))
+    weights = np.lib.format.open_memmap(work / "weights.npy", mode="w+", dtype=np.float32,
+                                        shape=(H, W))
+    inst_idx = [i for i, p in enumerate(parsed) if p.is_instance_level]
+    inst_maps = {i: np.lib.format.open_memmap(work / f"inst{i}.npy", mode="w+",
+                                              dtype=np.uint32, shape=(H, W)) for i in inst_idx}
+    next_id = dict.fromkeys(inst_idx, 1)
+    stride = tile - ov
+    ramp2d = np.outer(_ramp(tile, ov), _ramp(tile, ov))
+    t_read = t_pred = 0.0
+    n_tiles = 0
+    presences: dict[str, list[float]] = {p.slug: [] for p in parsed}
+
+    def flush(batch_tiles, images) -> None:
+        nonlocal t_pred
+        t1 = time.perf_counter()
+        results = predictor.predict_batch(images, parsed, mpp=mpp)
+        t_pred += time.perf_counter() - t1
+        for t, res in zip(batch_tiles, results):
+            oy, ox = t.row * stride, t.col * stride
+            hh, ww = min(tile, H - oy), min(tile, W - ox)
+            if hh <= 0 or ww <= 0:
+                continue
+            wt = ramp2d[:hh, :ww]
+            weights[oy:oy + hh, ox:ox + ww] += wt
+            # core of this tile (output px): ownership of object centroids
+            cy0 = 0 if t.row == 0 else ov / 2
+            cx0 = 0 if t.col == 0 else ov / 2
+            cy1, cx1 = cy0 + stride + (ov / 2 if t.row == 0 else 0), \
+                cx0 + stride + (ov / 2 if t.col == 0 else 0)
+            for i, r in enumerate(res):
+                presences[parsed[i].slug].append(float(r.presence))
+                m = r.mask[:hh, :ww].astype(np.float32)
+                votes[i, oy:oy + hh, ox:ox + ww] += (m * wt).astype(np.float16)
+                if i in inst_maps and r.instances is not None:
+                    lab = r.instances[:hh, :ww]
+                    ids = np.unique(lab[lab > 0])
+                    if not ids.size:
+                        continue
+                    from scipy import ndimage
+
+                    cents = ndimage.center_of_mass(np.ones_like(lab), lab, ids)
+                    target = inst_maps[i][oy:oy + hh, ox:ox + ww]
+                    for oid, (cy, cx) in zip(ids, cents):
+                        if not (cy0 <= cy < cy1 and cx0 <= cx < cx1):
+                            continue
+                        sel = (lab == oid) & (target == 0)
+                        if sel.any():
+                            target[sel] = next_id[i]
+                            next_id[i] += 1
+
+    batch_tiles: list = []
+    images: list[np.ndarray] = []
+    for t in iter_tiles(reader, mpp=mpp, tile_size=tile, overlap=ov, min_tissue=min_tissue):
+        t1 = time.perf_counter()
+        images.append(t.read(reader))
+        t_read += time.perf_counter() - t1
+        batch_tiles.append(t)
+        n_tiles += 1
+        if len(images) >= bs:
+            flush(batch_tiles, images)
+            batch_tiles, images = [], []
+    if images:
+        flush(batch_tiles, images)
+
+    files: dict[str, str] = {}
+    counts: dict[str, dict] = {}
+    tissue = weights > 0
+    files["tissue"] = _write_mask(out / "tissue", tissue).name
+    thumb = reader.thumbnail(thumbnail_size)
+    (out / "thumbnails").mkdir(exist_ok=True)
+    Image.fromarray(thumb).save(out / "thumbnails" / "slide.png")
+    for i, p in enumerate(parsed):
+        v = np.asarray(votes[i], np.float32)
+        mask = np.zeros((H, W), bool)
+        np.divide(v, weights, out=v, where=tissue)
+        mask[tissue] = v[tissue] > 0.5
+        files[p.slug] = _write_mask(out / p.slug, mask).name
+        rec = {"label": p.label, "canonical": p.canonical,
+               "area_fraction_of_tissue": float(mask.sum() / max(1, tissue.sum())),
+               "area_mm2": float(mask.sum() * (mpp * 1e-3) ** 2),
+               "max_tile_presence": max(presences[p.slug], default=0.0)}
+        if i in inst_maps:
+            lab = np.asarray(inst_maps[i])
+            lab = np.where(mask | (lab > 0), lab, 0)
+            files[p.slug + ".instances"] = _write_mask(out / p.slug, lab, instances=True).name
+            rec["n_objects"] = int(np.unique(lab[lab > 0]).size)
+        counts[p.slug] = rec
+        Image.fromarray(_thumbnail(thumb, mask)).save(out / "thumbnails" / f"{p.slug}.png")
+    for f in work.iterdir():
+        f.unlink()
+    work.rmdir()
+    meta = {
+        "mpp": mpp,
+        "shape": [H, W],
+        "params": params,
+        "files": files,
+        "results": counts,
+        "n_tiles": n_tiles,
+        "timings_s": {"total": round(time.perf_counter() - t_start, 3),
+                      "read": round(t_read, 3), "predict": round(t_pred, 3)},
+        "tiles_per_s": round(n_tiles / max(t_pred, 1e-9), 3),
+    }
+    meta_path.write_text(json.dumps(meta, indent=1) + "\n")
+    return meta
