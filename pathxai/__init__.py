@@ -26,6 +26,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from pathxai._lazy import lazy_exports
+
 __version__ = "0.1.0"
 
 # public name -> "module:attribute"
@@ -43,6 +45,11 @@ _LAZY: dict[str, str] = {
     "list_features": "pathxai.features:list_features",
     "analyze": "pathxai.stats:analyze",
     "run": "pathxai.pipeline:run",
+    "render_patch": "pathxai.datasets:render_patch",
+    "StainSegmentor": "pathxai.segment:StainSegmentor",
+    "features_table": "pathxai.features:features_table",
+    "aggregate_patients": "pathxai.features:aggregate_patients",
+    "render_report": "pathxai.report:render_report",
 }
 
 _SUBMODULES = {
@@ -52,19 +59,15 @@ _SUBMODULES = {
 
 __all__ = ["__version__", *sorted(_LAZY), *sorted(_SUBMODULES)]
 
+_lazy_getattr, _lazy_dir = lazy_exports("pathxai", _LAZY, globals())
+
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module_name, attr = _LAZY[name].split(":")
-        value = getattr(importlib.import_module(module_name), attr)
-        globals()[name] = value
-        return value
     if name in _SUBMODULES:
         module = importlib.import_module(f"pathxai.{name}")
         globals()[name] = module
         return module
-    raise AttributeError(f"module 'pathxai' has no attribute {name!r}")
+    return _lazy_getattr(name)
 
 
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__dir__ = _lazy_dir

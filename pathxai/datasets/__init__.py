@@ -9,8 +9,7 @@ live in :mod:`pathxai.datasets.index`. Names are imported lazily (PEP 562).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pathxai._lazy import lazy_exports
 
 _LAZY: dict[str, str] = {
     "render_patch": "pathxai.datasets.render:render_patch",
@@ -34,14 +33,4 @@ _LAZY: dict[str, str] = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module_name, attr = _LAZY[name].split(":")
-        value = getattr(importlib.import_module(module_name), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'pathxai.datasets' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports('pathxai.datasets', _LAZY, globals())

@@ -18,9 +18,7 @@ lazily.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from pathxai._lazy import lazy_exports
 from pathxai.pipeline.run import DEFAULT_PROMPTS, RunResult, run
 
 _LAZY: dict[str, str] = {
@@ -45,14 +43,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module_name, attr = _LAZY[name].split(":")
-        value = getattr(importlib.import_module(module_name), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'pathxai.pipeline' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports('pathxai.pipeline', _LAZY, globals())

@@ -21,8 +21,7 @@ evaluate_index(index, predictor, ...) -> dict
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pathxai._lazy import lazy_exports
 
 # public name -> "module:attribute"
 _LAZY: dict[str, str] = {
@@ -44,14 +43,4 @@ _LAZY: dict[str, str] = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module_name, attr = _LAZY[name].split(":")
-        value = getattr(importlib.import_module(module_name), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'pathxai.segment' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports('pathxai.segment', _LAZY, globals())

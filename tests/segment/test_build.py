@@ -20,15 +20,6 @@ from pathxai.segment.build import (
 from pathxai.segment.modeling import ModelConfig, PromptSegmentationModel
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, busy CPU more threads are many times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _small_model(vocab_size: int) -> PromptSegmentationModel:
     return PromptSegmentationModel(ModelConfig(
         vocab_size=vocab_size, enc_channels=(8, 8, 16, 16, 16), dec_dims=(8, 8, 8, 16, 16),

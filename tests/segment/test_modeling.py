@@ -19,15 +19,6 @@ from pathxai.segment.modeling import (
     tokenize_words,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, busy CPU more threads are many times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 torch.manual_seed(0)
 CH = (8, 8, 16, 16, 16)
 

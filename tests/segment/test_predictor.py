@@ -12,15 +12,6 @@ from pathxai.segment.modeling import ModelConfig, PromptSegmentationModel
 from pathxai.segment.postprocess import instances_from_maps
 from pathxai.segment.predictor import Segmentor
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, busy CPU more threads are many times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 TRAINED = ["nucleus", "lymphocyte", "inflammatory cell", "tumor", "stroma", "gland",
            "neoplastic cell"]
 

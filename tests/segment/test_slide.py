@@ -20,15 +20,6 @@ CENTRES = [(40, 40), (60, 112), (112, 60), (115, 115), (200, 223), (224, 300), (
 RADIUS = 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, busy CPU more threads are many times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture()
 def slide_path(tmp_path):
     """A 500 x 480 px 'slide' (tissue pink, glass rim white) with 10 dark round nuclei,

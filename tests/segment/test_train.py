@@ -12,15 +12,6 @@ from pathxai.segment import data as D
 from pathxai.segment.train import TrainConfig, TrainConfigError, compute_losses, dice_score, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, busy CPU more threads are many times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_distance_target_of_a_square():
     inst = np.zeros((9, 9), int)
     inst[2:7, 2:7] = 1
