@@ -182,7 +182,10 @@ def univariable_cox(
         message[j] = f"only {int(n_events[j])} events among patients with a value"
     for j in np.flatnonzero(const):
         message[j] = "feature is constant among patients with a value"
-    z = beta / se
+    # constant / event-poor features can have se == 0; they are masked (NaN) and
+    # reported in ``message`` below, so the division warning carries no information
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = beta / se
     pval = 2 * norm.sf(np.abs(z))
     ph = _ph_test(X, w, data, fit, ph_transform)
     ph_p = chi2.sf(ph, 1)
