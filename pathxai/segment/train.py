@@ -102,6 +102,9 @@ class TrainConfig:
     val_synthetic: int = 8
     license: str = ""
     notes: str = ""
+    #: fine-tune: start from this checkpoint (a packaged name such as "default", or a folder)
+    #: instead of random weights; ignored when resuming a run that already has ``last/``
+    init_from: str | None = None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
@@ -475,6 +478,17 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
         say(f"resumed {last} at step {step} ({elapsed_before / 60:.1f} min trained)")
     elif resume:
         say(f"--resume given but {last} has no checkpoint: starting from scratch")
+    if step == 0 and cfg.init_from:
+        model, ckpt_cfg = load_checkpoint(cfg.init_from)
+        ck_mpp = float(ckpt_cfg.get("mpp", cfg.mpp))
+        if abs(ck_mpp - float(cfg.mpp)) > 1e-9:
+            raise TrainConfigError(
+                f"init_from={cfg.init_from!r} was trained at {ck_mpp} µm/px but the config asks "
+                f"for mpp={cfg.mpp}; set mpp: {ck_mpp} to fine-tune it")
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        say(f"fine-tuning from checkpoint {cfg.init_from!r} "
+            f"(architecture {ckpt_cfg.get('architecture', '?')}; fresh optimizer)")
     model.to(device).train()
     vocab = Vocabulary(ckpt_cfg["vocabulary"])
     split = D.heldout_split(_maybe_index(cfg))

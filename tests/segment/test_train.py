@@ -151,3 +151,32 @@ def test_train_checkpoints_and_resumes(tmp_path):
     moments = load_file(str(run / "last" / "optimizer.safetensors"))
     for i, p in enumerate(params):
         assert moments[f"state.{i}.exp_avg"].shape == p.shape
+
+
+def test_fine_tuning_starts_from_the_given_checkpoint(tmp_path):
+    """init_from loads the shipped weights; with lr = 0 one step leaves the parameters
+    unchanged (normalisation running statistics do move in train mode)."""
+    from safetensors.torch import load_file
+
+    from pathxai.segment.build import resolve_checkpoint_dir
+
+    shipped = resolve_checkpoint_dir("default")
+    cfg = TrainConfig(name="ft", total_steps=1, warmup_steps=1, batch_size=2, crop=64, lr=0.0,
+                      out_dir=str(tmp_path / "ft"), val_synthetic=1, labels_per_sample=2,
+                      sources={"synthetic": 1.0}, init_from="default")
+    run = train(cfg, log=lambda s: None)
+    before = load_file(str(shipped / "model.safetensors"))
+    after = load_file(str(run / "last" / "model.safetensors"))
+    assert before.keys() == after.keys()
+    params = [k for k in before if not k.endswith(("running_mean", "running_var",
+                                                   "num_batches_tracked"))]
+    assert len(params) > 10
+    assert all(torch.equal(before[k], after[k]) for k in params)
+    assert "fine-tuning from checkpoint 'default'" in (run / "log.txt").read_text()
+
+
+def test_fine_tuning_refuses_a_different_resolution(tmp_path):
+    cfg = TrainConfig(name="ft", total_steps=1, mpp=0.25, out_dir=str(tmp_path / "ft"),
+                      sources={"synthetic": 1.0}, init_from="default")
+    with pytest.raises(TrainConfigError, match="µm/px"):
+        train(cfg, log=lambda s: None)
