@@ -83,22 +83,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="also rank the planted effects using features of the ground-truth masks")
     args = ap.parse_args(argv)
 
-    from pathxai.exceptions import CheckpointError
     from pathxai.pipeline import run
-    from pathxai.pipeline.cli import prepare_demo_cohort
-    from pathxai.pipeline.stages import get_predictor
+    from pathxai.pipeline.cli import demo_model, prepare_demo_cohort
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     demo = Path(args.demo_dir)
     manifest = prepare_demo_cohort(demo / "cohort", n_patients=args.patients, seed=args.seed)
-    model = args.model
-    if model == "default":
-        try:
-            get_predictor("default")
-        except (CheckpointError, FileNotFoundError) as exc:
-            print(f"no shipped checkpoint ({exc}); using the stain baseline", file=sys.stderr)
-            model = "stain"
+    model = demo_model(args.model)
     result = run(manifest, demo / "run", model=model, seed=args.seed)
     truth = json.loads((demo / "cohort" / "ground_truth.json").read_text())
     ranks = planted_ranks(result.biomarkers, truth)

@@ -135,6 +135,25 @@ def prepare_demo_cohort(out_dir: str | Path, *, n_patients: int | None = None, s
     return Path(make_synthetic_cohort(Path(out_dir), **kwargs))
 
 
+def demo_model(model: str) -> str:
+    """The model the demo runs: ``model``, or the stain baseline when ``model`` is
+    ``"default"`` and the shipped checkpoint cannot be loaded (a warning says so)."""
+    if model != "default":
+        return model
+    from pathxai.pipeline.stages import get_predictor
+
+    try:
+        get_predictor("default")
+    except (CheckpointError, FileNotFoundError) as exc:
+        print(
+            f"warning: the shipped segmentation checkpoint could not be loaded ({exc}); "
+            "the demo uses the classical stain baseline (--model stain) instead",
+            file=sys.stderr,
+        )
+        return "stain"
+    return model
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """``pathxai demo``: synthetic cohort + full run; prints the report path."""
     from pathxai.pipeline.run import run
@@ -142,19 +161,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     print(f"synthetic cohort -> {out / 'cohort'}")
     manifest = prepare_demo_cohort(out / "cohort", n_patients=args.patients, seed=args.seed)
-    model = args.model
-    if model == "default":
-        from pathxai.pipeline.stages import get_predictor
-
-        try:
-            get_predictor("default")
-        except (CheckpointError, FileNotFoundError) as exc:
-            print(
-                f"warning: the shipped segmentation checkpoint could not be loaded ({exc}); "
-                "the demo uses the classical stain baseline (--model stain) instead",
-                file=sys.stderr,
-            )
-            model = "stain"
+    model = demo_model(args.model)
     result = run(
         manifest, out / "run", prompts=args.prompts, model=model, executor=args.executor,
         n_workers=args.workers, scheduler=args.scheduler, max_failures=args.max_failures,
