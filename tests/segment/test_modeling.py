@@ -102,6 +102,29 @@ def test_decode_reuses_one_image_encoding():
     torch.testing.assert_close(a["mask_logits"][1], b["mask_logits"][0], atol=1e-5, rtol=1e-5)
 
 
+def test_grouped_cross_attention_equals_per_pair_decoding():
+    # 3 images x 4 prompts in image-major order take the grouped path (image keys/values
+    # projected once per image); a shuffled pair order takes the per-pair path. Same answers.
+    from pathxai.segment.modeling.segmentor_model import _uniform_group
+
+    m = _tiny().eval()
+    ids = torch.randint(1, 30, (4, 6))
+    ii = torch.arange(3).repeat_interleave(4)
+    pi = torch.arange(4).repeat(3)
+    assert _uniform_group(ii, 3) == 4
+    perm = torch.randperm(12, generator=torch.Generator().manual_seed(1))
+    assert _uniform_group(ii[perm], 3) == 1
+    with torch.no_grad():
+        state = m.encode_image(torch.randn(3, 3, 64, 64))
+        tok, pooled = m.encode_text(ids, ids == 0)
+        pad = ids == 0
+        a = m.decode(state, ii, tok[pi], pad[pi], pooled[pi])
+        b = m.decode(state, ii[perm], tok[pi[perm]], pad[pi[perm]], pooled[pi[perm]])
+    inv = torch.argsort(perm)
+    for key in ("mask_logits", "inst_logits", "presence_logits", "query_weights"):
+        torch.testing.assert_close(a[key], b[key][inv], atol=1e-5, rtol=1e-5)
+
+
 def test_encoder_rejects_sizes_not_multiple_of_stride():
     with pytest.raises(ValueError, match=str(STRIDE)):
         _tiny().encode_image(torch.randn(1, 3, 50, 64))

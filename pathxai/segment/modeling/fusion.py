@@ -30,6 +30,12 @@ class FusionLayer(nn.Module):
 
     Shapes: ``queries (N, Q, D)``, ``image (N, L, D)``, ``image_pos (N, L, D)``,
     ``text (N, T, D)``, ``text_pad (N, T)`` bool; returns ``(queries, text)`` updated.
+
+    With ``group = G > 1`` the ``N = B * G`` pairs are ``G`` prompts for each of ``B`` images
+    (image-major) and ``image`` is ``(B, L, D)``: the queries of one image's ``G`` prompts are
+    concatenated into one ``(G * Q)``-long sequence for the cross-attention. Each query's
+    softmax runs over the keys only, so this is exactly the per-pair result, but the image
+    keys and values are projected once per image instead of once per prompt.
     """
 
     def __init__(self, dim: int, heads: int):
@@ -39,9 +45,14 @@ class FusionLayer(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
         self.n1, self.n2, self.n3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
 
-    def forward(self, q, image, image_pos, text, text_pad):
+    def forward(self, q, image, image_pos, text, text_pad, group: int = 1):
         h = self.n1(q)
-        q = q + self.cross(h, image + image_pos, image, need_weights=False)[0]
+        if group > 1:
+            n, nq, d = h.shape
+            hg = h.reshape(n // group, group * nq, d)
+            q = q + self.cross(hg, image + image_pos, image, need_weights=False)[0].reshape(n, nq, d)
+        else:
+            q = q + self.cross(h, image + image_pos, image, need_weights=False)[0]
         seq = torch.cat([q, text], dim=1)
         h = self.n2(seq)
         pad = torch.cat([torch.zeros(q.shape[:2], dtype=torch.bool, device=q.device), text_pad],
@@ -71,9 +82,13 @@ class QueryFusion(nn.Module):
         self.layers = nn.ModuleList([FusionLayer(dim, heads) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, image, image_pos, text, text_pad) -> torch.Tensor:
-        """Return query outputs ``(N, Q, D)`` for ``N`` (image, prompt) pairs."""
-        q = self.queries.expand(image.shape[0], -1, -1)
+    def forward(self, image, image_pos, text, text_pad, group: int = 1) -> torch.Tensor:
+        """Return query outputs ``(N, Q, D)`` for ``N`` (image, prompt) pairs.
+
+        ``image`` is ``(N, L, D)`` (one row per pair), or ``(N / group, L, D)`` when the pairs
+        are ``group`` prompts per image in image-major order (see :class:`FusionLayer`).
+        """
+        q = self.queries.expand(text.shape[0], -1, -1)
         for layer in self.layers:
-            q, text = layer(q, image, image_pos, text, text_pad)
+            q, text = layer(q, image, image_pos, text, text_pad, group)
         return self.norm(q)

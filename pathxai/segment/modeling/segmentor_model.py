@@ -92,6 +92,17 @@ def _dot_pixels(embed: torch.Tensor, pixel: torch.Tensor, image_index: torch.Ten
     return out[inv]
 
 
+def _uniform_group(image_index: torch.Tensor, n_images: int) -> int:
+    """``G`` when ``image_index == arange(n_images).repeat_interleave(G)`` with ``G > 1``
+    (every image answers the same ``G`` prompts, image-major), else 1."""
+    n = image_index.numel()
+    if n_images < 1 or n % n_images or n // n_images < 2:
+        return 1
+    g = n // n_images
+    expected = torch.arange(n_images, device=image_index.device).repeat_interleave(g)
+    return g if bool(torch.equal(image_index, expected)) else 1
+
+
 class PromptSegmentationModel(nn.Module):
     """Image encoder + text encoder + query fusion + prompt heads.
 
@@ -152,7 +163,11 @@ class PromptSegmentationModel(nn.Module):
             ``mask_logits (N, H, W)``, ``inst_logits (N, H, W)`` (normalised
             distance-to-boundary, as a logit), ``presence_logits (N,)``, ``query_weights (N, Q)``.
         """
-        q = self.fusion(state.tokens[image_index], state.pos, text_tokens, text_pad)
+        group = _uniform_group(image_index, state.tokens.shape[0])
+        if group > 1:   # G prompts per image, image-major: image K/V projected once per image
+            q = self.fusion(state.tokens, state.pos, text_tokens, text_pad, group)
+        else:
+            q = self.fusion(state.tokens[image_index], state.pos, text_tokens, text_pad)
         out = self.heads(q, text_pooled)
         both = _dot_pixels(torch.stack([out["mask_embed"], out["inst_embed"]], 1),
                            state.pixel, image_index)  # (N, 2, h, w)
