@@ -62,6 +62,10 @@ def table(model_res: dict, stain_res: dict | None) -> str:
             n = sum(s["n"] for s in ab["summary"])
             lines.append(f"\nAbsent objects ({name}): empty-mask rate "
                          f"{ab['overall_empty_rate']:.3f} over {n} prompts.")
+            if ab.get("n_may_contain"):
+                lines.append(f"Not counted ({name}): stroma on Kather tumour/mucosa/debris tiles, "
+                             f"which may hold some: empty in {ab['may_contain_empty_rate']:.3f} "
+                             f"of {ab['n_may_contain']}.")
     return "\n".join(lines) + "\n"
 
 

@@ -20,7 +20,8 @@ Union: the per-pixel probability is the maximum over the answering labels; the m
 union of the labels whose presence score passes ``presence_threshold`` (then
 ``probability > mask_threshold``); presence is the maximum presence. Cell- and nucleus-level
 prompts also get instances (watershed on the predicted distance map,
-:func:`pathxai.segment.postprocess.instances_from_maps`).
+:func:`pathxai.segment.postprocess.instances_from_maps`), and their mask is then the union of
+those instances (fragments smaller than the minimum object area leave the mask too).
 """
 
 from __future__ import annotations
@@ -401,6 +402,8 @@ class Segmentor:
         for p, idx in zip(parsed, which):
             mask, probability, presence, d = self._combine(p, prob, dist, pres, idx, self.mpp)
             inst = (instances_from_maps(mask, d, mpp=self.mpp) if d is not None else None)
+            if inst is not None:   # the mask is the objects: specks below min area go from both
+                mask = inst > 0
             results.append(self._to_input(p, mask, probability, presence, inst, idx, queries,
                                           pres, t0))
         return results
@@ -468,6 +471,8 @@ class Segmentor:
                         p, prob[k, :, :h, :w], dist[k, :, :h, :w], pres[k], idx, self.mpp)
                     inst = (instances_from_maps(mask, d, mpp=self.mpp) if d is not None
                             else None)
+                    if inst is not None:
+                        mask = inst > 0
                     res.append(self._to_input(p, mask, probability, presence, inst, idx,
                                               queries, pres[k], t0))
                 out.append(res)
