@@ -8,10 +8,17 @@
 3. Whole-slide segmentation of ``cmu-1-small-region.svs`` (2220 × 2967 px at 0.499 µm/px)
    for 3 prompts with :func:`pathxai.segment.slide.segment_slide`.
 
+The 8 prompts include two instance-level ones (nuclei, lymphocytes), whose watershed
+post-processing is per prompt and per tile; ``cost_ratio_8_vs_1_regions`` repeats the
+measurement with 8 region-level prompts to separate that cost from the decoder's.
+``--architecture small|base`` times an untrained network of that size (timing does not
+depend on the weights) to show how the ratio falls as the encoder's share grows.
+
 On CUDA the predictor runs under bf16 autocast, so the tiles/s printed are bf16 figures.
 Model: the shipped ``default`` checkpoint, else ``--checkpoint``, else an untrained ``tiny``
 network of the same architecture (same cost). Figures only, no assertions.
-Run: ``python benchmarks/bench_segment.py [--n-tiles 32] [--threads 1] [--json out.json]``.
+Run: ``python benchmarks/bench_segment.py [--n-tiles 32] [--threads 1] [--architecture A]
+[--json out.json]``.
 """
 
 from __future__ import annotations
@@ -37,6 +44,17 @@ from pathxai.segment.predictor import Segmentor  # noqa: E402
 
 PROMPTS_8 = ["tumor", "stroma", "nuclei", "lymphocytes", "adipose tissue", "necrosis",
              "gland", "tissue"]
+#: 8 region-level prompts (no instance post-processing)
+REGIONS_8 = ["tumor", "stroma", "adipose tissue", "necrosis", "gland", "tissue",
+             "lymphocytic infiltrate", "normal mucosa"]
+
+
+def _untrained(arch: str, labels) -> Segmentor:
+    from pathxai.segment.build import build_segmentor
+
+    model, cfg = build_segmentor(arch)
+    cfg["trained_labels"] = sorted(labels)
+    return Segmentor(model, cfg)
 
 
 def _load(checkpoint: str | None) -> tuple[Segmentor, str]:
@@ -83,14 +101,20 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--n-tiles", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1, help="CPU intra-op threads")
     ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--architecture", default=None,
+                    help="time an untrained network of this registry size instead")
     ap.add_argument("--json", default=None, help="also write the figures here")
     ap.add_argument("--no-slide", action="store_true", help="skip the whole-slide timing")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     seg, which = _load(a.checkpoint)
+    if a.architecture:
+        seg = _untrained(a.architecture, seg.config["trained_labels"])
+        which = f"untrained {a.architecture}"
     tiles, src = _tiles(seg, a.n_tiles)
     t1 = _time(seg, tiles, PROMPTS_8[:1])
     t8 = _time(seg, tiles, PROMPTS_8)
+    t8r = _time(seg, tiles, REGIONS_8)
     res = {
         "model": which, "device": seg.device.type,
         "precision": "bf16 autocast" if seg.device.type == "cuda" else "fp32",
@@ -98,6 +122,8 @@ def main(argv: list[str] | None = None) -> dict:
         "tiles_per_s_1_prompt": round(len(tiles) / t1, 2),
         "tiles_per_s_8_prompts": round(len(tiles) / t8, 2),
         "cost_ratio_8_vs_1": round(t8 / t1, 3),
+        "cost_ratio_8_vs_1_regions": round(t8r / t1, 3),
+        "parameters": sum(p.numel() for p in seg.model.parameters()),
     }
     svs = SHARED / "slides" / "cmu-1-small-region.svs"
     if svs.is_file() and not a.no_slide:
