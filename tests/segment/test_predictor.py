@@ -146,6 +146,30 @@ def test_watershed_splits_touching_discs():
     assert lab[20, 14] != lab[20, 42]
 
 
+def test_instances_equal_a_full_watershed_partition():
+    # only components with >= 2 cores are flooded; the objects must be those of a plain
+    # marker watershed over the whole mask (same partition, labels may be numbered apart;
+    # on exact plateaus the two may break ties differently, both valid watersheds)
+    from scipy import ndimage
+    from skimage.segmentation import watershed
+
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        mask = ndimage.gaussian_filter(rng.random((96, 96)), 3) > 0.52
+        dist = ndimage.distance_transform_edt(mask)
+        # tiny jitter: no plateaus, so the flooding does not depend on tie-breaking order
+        dist = dist / max(dist.max(), 1) + rng.random(mask.shape) * 1e-6
+        lab = instances_from_maps(mask, dist, mpp=0.5, min_area_um2=0.0, min_core_um2=0.0)
+        cores, _ = ndimage.label(mask & (dist > 0.45))
+        ref = watershed(-dist, cores, mask=mask)
+        rest, n_rest = ndimage.label(mask & (ref == 0))
+        ref = np.where(rest > 0, rest + ref.max(), ref)
+        assert np.array_equal(lab > 0, ref > 0)
+        pairs = np.unique(np.stack([lab[mask], ref[mask]]), axis=1)
+        assert len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]
+        assert lab.max() == len(np.unique(ref[ref > 0]))
+
+
 def test_default_checkpoint_loads():
     try:
         d = resolve_checkpoint_dir("default")
