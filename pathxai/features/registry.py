@@ -29,11 +29,15 @@ from pathxai.exceptions import FeatureError
 from pathxai.features.naming import SLUG_RE
 
 __all__ = [
+    "ESTABLISHED_PANEL",
     "FeatureParams",
     "FeatureSpec",
     "OBJECT_MEASURES",
+    "PanelEntry",
     "TEXTURE_MEASURES",
     "builtin_features",
+    "established_panel_patterns",
+    "established_panel_table",
     "clear_user_features",
     "list_features",
     "match_feature",
@@ -355,3 +359,109 @@ def list_features(extra: Iterable[FeatureSpec | Mapping[str, Any]] | None = None
 def with_family(spec: FeatureSpec, family: str) -> FeatureSpec:
     """A copy of ``spec`` with another family label."""
     return replace(spec, family=family)
+
+
+# ----------------------------------------------------------------------------- primary panel
+@dataclass(frozen=True)
+class PanelEntry:
+    """One pre-specified biomarker of :data:`ESTABLISHED_PANEL`.
+
+    Attributes
+    ----------
+    name : str
+        Short name of the marker (e.g. ``"tumour-stroma ratio"``).
+    patterns : tuple of str
+        :func:`fnmatch.fnmatchcase` patterns over feature names (see
+        :mod:`pathxai.features.naming`); a feature matching any of them belongs to the
+        entry. Several patterns cover the two orders of a symmetric pair
+        (``ratio__tumor__to__stroma`` / ``ratio__stroma__to__tumor``), whichever the
+        prompt order produced.
+    rationale : str
+        One line: why a pathologist would pre-register it.
+    references : str
+        Where the evidence comes from (author year, journal).
+    """
+
+    name: str
+    patterns: tuple[str, ...]
+    rationale: str
+    references: str
+
+
+#: Generic morphometric biomarkers with published prognostic evidence, written as
+#: patterns over the feature naming scheme so that they apply to any prompt set: entries
+#: whose categories a cohort did not segment simply match nothing (the statistics record
+#: that as a note). :func:`pathxai.stats.analyze` uses it with ``primary_features=
+#: "established"`` (the default of :func:`pathxai.run` / ``pathxai run`` / ``pathxai demo``):
+#: the matched features form the *primary* (confirmatory) family of the
+#: Benjamini-Hochberg correction, everything else is exploratory. The panel was chosen
+#: from the literature cited, not from any cohort's results; changing it is a change of
+#: the analysis plan and should be made (and recorded) before looking at outcomes.
+ESTABLISHED_PANEL: tuple[PanelEntry, ...] = (
+    PanelEntry("tumour-stroma ratio", ("ratio__tumor__to__stroma", "ratio__stroma__to__tumor"),
+               "stroma-rich carcinomas have worse survival; scored on the same area ratio",
+               "Mesker 2007 Cell Oncol; van Pelt 2018 Virchows Arch (scoring consensus)"),
+    PanelEntry("stroma area fraction", ("area_fraction__stroma",),
+               "stroma proportion of the tissue, the quantity behind the TSR cut-off (50 %)",
+               "Huijbers 2013 Ann Oncol (VICTOR trial); Mesker 2007 Cell Oncol"),
+    PanelEntry("tumour area fraction", ("area_fraction__tumor",),
+               "tumour share of the tissue: tissue composition predicts outcome",
+               "Kather 2019 PLoS Med"),
+    PanelEntry("tumour necrosis fraction", ("area_fraction__necrosis",),
+               "extent of tumour necrosis is an adverse prognostic factor",
+               "Pollheimer 2010 Hum Pathol; Richards 2012 Br J Cancer (systematic review)"),
+    PanelEntry("lymphoid aggregate fraction", ("area_fraction__lymphocytic_infiltrate",),
+               "dense lymphoid infiltrates / aggregates (incl. tertiary lymphoid structures)",
+               "Klintrup 2005 Eur J Cancer; Sautes-Fridman 2019 Nat Rev Cancer"),
+    PanelEntry("intratumoral TIL density", ("density_per_mm2__lymphocyte__in__tumor",),
+               "lymphocytes within tumour (core) per mm2: Immunoscore-type immune contexture",
+               "Galon 2006 Science; Hendry 2017 Adv Anat Pathol"),
+    PanelEntry("stromal TIL density", ("density_per_mm2__lymphocyte__in__stroma",),
+               "stromal TILs, the internationally standardised TIL score",
+               "Salgado 2015 Ann Oncol (International TILs Working Group)"),
+    PanelEntry("intratumoral immune cell density", ("density_per_mm2__inflammatory_cell__in__tumor",),
+               "the same for models that segment immune cells as one class (PanNuke-style)",
+               "Hendry 2017 Adv Anat Pathol; Galon 2006 Science"),
+    PanelEntry("stromal immune cell density", ("density_per_mm2__inflammatory_cell__in__stroma",),
+               "stromal TILs when immune cells are one class",
+               "Salgado 2015 Ann Oncol"),
+    PanelEntry("tumour-associated macrophage density",
+               ("density_per_mm2__macrophage__in__tumor", "density_per_mm2__macrophage__in__stroma"),
+               "macrophage density in tumour and stroma (mostly adverse)",
+               "Zhang 2012 PLoS One (meta-analysis)"),
+    PanelEntry("invasive-margin lymphocytes", ("fraction_margin_100um__lymphocyte__of__tumor",),
+               "share of lymphocytes in the 100 um band around the tumour (invasive margin)",
+               "Galon 2006 Science; Klintrup 2005 Eur J Cancer"),
+    PanelEntry("lymphocyte proportion", ("proportion__lymphocyte",),
+               "lymphocytes among all cells, the cell-level immune score of image analyses",
+               "Yuan 2012 Sci Transl Med; Saltz 2018 Cell Rep"),
+    PanelEntry("immune-cancer co-localisation",
+               ("morisita_horn__lymphocyte__to__neoplastic_cell",
+                "morisita_horn__neoplastic_cell__to__lymphocyte"),
+               "Morisita-Horn overlap of lymphocytes and cancer cells",
+               "Maley 2015 Breast Cancer Res"),
+    PanelEntry("tumour nuclear size", ("mean_area_um2__neoplastic_cell",),
+               "nuclear enlargement, part of nuclear grade",
+               "Elston & Ellis 1991 Histopathology"),
+    PanelEntry("tumour nuclear pleomorphism", ("sd_area_um2__neoplastic_cell",),
+               "variability of tumour nuclear size (pleomorphism)",
+               "Elston & Ellis 1991 Histopathology; Beck 2011 Sci Transl Med"),
+    PanelEntry("tumour cellularity", ("density_per_mm2__neoplastic_cell__in__tumor",),
+               "tumour cells per mm2 of tumour",
+               "Symmans 2007 J Clin Oncol (residual cancer burden)"),
+    PanelEntry("mitotic density", ("density_per_mm2__mitotic_figure__in__tumor",),
+               "mitoses per mm2 of tumour, the proliferation component of grade",
+               "Elston & Ellis 1991 Histopathology"),
+)
+
+
+def established_panel_patterns() -> list[str]:
+    """Every pattern of :data:`ESTABLISHED_PANEL`, in panel order."""
+    return [p for e in ESTABLISHED_PANEL for p in e.patterns]
+
+
+def established_panel_table() -> pd.DataFrame:
+    """:data:`ESTABLISHED_PANEL` as a table (name, patterns, rationale, references)."""
+    return pd.DataFrame([{"name": e.name, "patterns": ", ".join(e.patterns),
+                          "rationale": e.rationale, "references": e.references}
+                         for e in ESTABLISHED_PANEL])

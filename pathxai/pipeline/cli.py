@@ -50,6 +50,11 @@ def _add_run_options(
     p.add_argument("--seed", type=int, default=0, help="seed of the statistics (default 0)")
     p.add_argument("--n-bootstrap", type=_nonneg_int, default=None, metavar="N",
                    help="bootstrap resamples for confidence intervals (default: the stats default)")
+    p.add_argument("--primary", default=None, metavar="NAMES",
+                   help="pre-specified primary biomarkers (BH within them, separately from the "
+                        "exploratory rest): 'established' (default: the literature panel "
+                        "pathxai.features.registry.ESTABLISHED_PANEL), comma-separated feature "
+                        "names / fnmatch patterns (may include 'established'), or 'none'")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -86,6 +91,10 @@ def _stats_params(args: argparse.Namespace) -> dict[str, Any]:
     params: dict[str, Any] = {"seed": args.seed}
     if args.n_bootstrap is not None:
         params["n_bootstrap"] = args.n_bootstrap
+    if getattr(args, "primary", None) is not None:
+        from pathxai.stats.families import parse_primary_option
+
+        params["primary_features"] = parse_primary_option(args.primary)
     return params
 
 

@@ -372,6 +372,9 @@ def run(
         than this failed; None never stops.
     stats_params : dict, optional
         Extra keyword arguments of :func:`pathxai.stats.analyze` (e.g. ``n_bootstrap``).
+        ``primary_features`` defaults to ``"established"`` (the pre-specified literature
+        panel :data:`pathxai.features.registry.ESTABLISHED_PANEL` is the primary family);
+        pass ``primary_features=None`` for one exploratory family.
     seed : int
         Seed of the statistics (cross-validation splits, bootstrap, SHAP background).
     progress : bool
@@ -404,6 +407,9 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     stats_params = dict(stats_params or {})
     stats_params.setdefault("seed", seed)
+    # what analyze receives: the established panel is the primary family unless the caller
+    # says otherwise (recorded as parameters.primary_features in run.json; parameters.stats stays as given)
+    stats_run = {"primary_features": "established", **stats_params}
     segment_options = dict(segment_options or {})
     started = datetime.now(timezone.utc)
     timings: dict[str, float] = {}
@@ -514,7 +520,8 @@ def run(
             log.error("%s", exc)
             _write_run_json(out, manifest, cohort, prompts_list, model, fingerprint, executor,
                             n_workers, max_failures, stats_params, seed, segment_options, qc_size,
-                            started, timings, counts, status="stopped: too many failures")
+                            started, timings, counts, status="stopped: too many failures",
+                            primary_features=stats_run["primary_features"])
             raise
         ok_ids = [j.slide_id for j in jobs if is_complete(slide_dir_for(out, j.slide_id), j.key)]
         counts["slides"] = {
@@ -575,7 +582,7 @@ def run(
             "stats", aggregate=agg_key, clinical=hash_table(clinical.astype(str)),
             roles=[cohort.patient_col, cohort.time_col, cohort.event_col, cohort.label_col,
                    list(cohort.covariates or [])],
-            params=stats_params,
+            params=stats_run, primary_panel=_panel_key(stats_run["primary_features"]),
         )
         sdir = out / "stats"
         analysis = None
@@ -585,7 +592,7 @@ def run(
             if sdir.exists():  # never mix tables of two analyses
                 shutil.rmtree(sdir)
             try:
-                analysis = run_statistics(patient_table, cohort, stats_params, sdir)
+                analysis = run_statistics(patient_table, cohort, stats_run, sdir)
                 _mark_stage(sdir, stats_key)
             except StatsInputError as exc:
                 # too few patients/events etc.: keep the cohort, QC and features in the report
@@ -611,7 +618,7 @@ def run(
         info = _write_run_json(
             out, manifest, cohort, prompts_list, model, fingerprint, executor, n_workers, max_failures,
             stats_params, seed, segment_options, qc_size, started, timings, counts, status="finished",
-            prompts_skipped=dropped,
+            prompts_skipped=dropped, primary_features=stats_run["primary_features"],
         )
         if counts["report"] == "computed":
             from pathxai.report import render_report
@@ -624,7 +631,7 @@ def run(
         info = _write_run_json(
             out, manifest, cohort, prompts_list, model, fingerprint, executor, n_workers, max_failures,
             stats_params, seed, segment_options, qc_size, started, timings, counts, status="finished",
-            prompts_skipped=dropped,
+            prompts_skipped=dropped, primary_features=stats_run["primary_features"],
         )
         log.info(
             "finished: slides %d computed / %d cached / %d failed; aggregate %s; stats %s; report %s; "
@@ -638,6 +645,17 @@ def run(
         out_dir=out, report_path=report_path, slide_features=slide_table, patient_features=patient_table,
         failures=failures, counts=counts, timings=timings, analysis=analysis, info=info,
     )
+
+
+def _panel_key(primary: Any) -> list[str] | None:
+    """The established panel's patterns when the statistics use it (so editing the panel
+    re-runs the statistics), else None."""
+    items = [primary] if isinstance(primary, str) else list(primary or [])
+    if "established" not in items:
+        return None
+    from pathxai.features.registry import established_panel_patterns
+
+    return established_panel_patterns()
 
 
 def _remaining(max_failures: int | None, already: int) -> int | None:
@@ -680,7 +698,7 @@ def _write_run_json(
     out: Path, manifest: Any, cohort: Any, prompts: list[str], model: str, fingerprint: dict,
     executor: str, n_workers: int, max_failures: int | None, stats_params: dict, seed: int,
     segment_options: dict, qc_size: int, started: datetime, timings: dict, counts: dict, *, status: str,
-    prompts_skipped: list[str] | None = None,
+    prompts_skipped: list[str] | None = None, primary_features: Any = "established",
 ) -> dict[str, Any]:
     info = {
         "pathxai_version": package_versions().get("pathxai"),
@@ -697,6 +715,7 @@ def _write_run_json(
             "n_workers": n_workers,
             "max_failures": max_failures,
             "stats": stats_params,
+            "primary_features": primary_features,
             "segment_options": segment_options,
             "qc_size": qc_size,
             "time_col": cohort.time_col,

@@ -3,12 +3,15 @@
 :func:`analyze` validates and joins the tables (every excluded patient or feature is
 recorded with its reason in ``.exclusions``; nothing is dropped silently), then runs
 
-1. the univariable Cox screen (descriptive, all patients, BH q across features);
+1. the univariable Cox screen (descriptive, all patients; BH q within the primary and
+   the exploratory family when ``primary_features`` names pre-specified hypotheses,
+   across all features otherwise; see :mod:`pathxai.stats.families`);
 2. the multivariable elastic-net Cox model with nested patient-grouped CV (honest
    C-indices with CIs, optimism bootstrap, AUC(t), calibration, KM of risk groups) and
    held-out SHAP stability;
 3. with ``label_col``: univariable logistic screen and the diagnostic models;
-4. the ranked candidate-biomarker table and the figures.
+4. the ranked candidate-biomarker table (cluster leads first, see
+   :mod:`pathxai.stats.biomarkers`), the per-cluster table and the figures.
 
 :meth:`BiomarkerAnalysis.save` writes ``biomarkers.csv``, ``biomarker_clusters.csv``,
 ``univariable_cox.csv``, ``multivariable.json``, ``diagnostic.json`` (with a label),
@@ -31,8 +34,14 @@ import numpy as np
 import pandas as pd
 
 from pathxai.exceptions import InsufficientDataError, StatsInputError
-from pathxai.stats.biomarkers import build_biomarker_table
+from pathxai.stats.biomarkers import build_biomarker_table, cluster_table
 from pathxai.stats.diagnostic import fit_diagnostic_models, univariable_logistic
+from pathxai.stats.families import (
+    MULTIPLICITY_RULE,
+    NO_PRIMARY_RULE,
+    family_qvalues,
+    resolve_primary,
+)
 from pathxai.stats.preprocess import FeaturePreprocessor
 from pathxai.stats.results import DiagnosticResult, SurvivalModelResult, UnivariableCoxResult
 from pathxai.stats.survival import fit_survival_model
@@ -90,7 +99,8 @@ class BiomarkerAnalysis:
     Attributes
     ----------
     biomarkers : DataFrame, the ranked candidate-biomarker table (read this first).
-    clusters : DataFrame, one row per correlation cluster (survival SHAP importance).
+    clusters : DataFrame, one row per correlation cluster in ranking order (lead feature,
+        members, family and tier of the lead, survival SHAP importance).
     univariable : UnivariableCoxResult
     survival : SurvivalModelResult
     multivariable : dict (JSON-able): C-indices with CIs, AUC(t), calibration, KM, coefficients
@@ -120,7 +130,8 @@ class BiomarkerAnalysis:
                 f"top: {top}>")
 
     def _repr_html_(self) -> str:
-        cols = [c for c in ("rank", "feature", "cluster", "hr", "hr_ci_low", "hr_ci_high", "q",
+        cols = [c for c in ("rank", "feature", "family", "cluster", "redundant_with", "hr",
+                            "hr_ci_low", "hr_ci_high", "q",
                             "or", "q_label", "shap_top_k_frequency", "tier", "evidence")
                 if c in self.biomarkers]
         return (f"<p>{self!r}</p>" + self.biomarkers[cols].head(15).to_html(
@@ -295,6 +306,7 @@ def analyze(
     n_threads: int = 1,
     figures: bool = True,
     ignore_columns: tuple[str, ...] = ("n_slides", "slide_id"),
+    primary_features: str | list[str] | tuple[str, ...] | None = None,
 ) -> BiomarkerAnalysis:
     """Run the whole statistics stage; see the module docstring.
 
@@ -322,6 +334,15 @@ def analyze(
     figures : build the matplotlib figures.
     ignore_columns : feature-table columns that are not candidate features (e.g. the
         ``n_slides`` written by ``aggregate_patients``); recorded in ``exclusions``.
+    primary_features : pre-specified primary hypotheses: feature names and/or
+        :func:`fnmatch.fnmatchcase` patterns (``'density_per_mm2__lymphocyte__in__*'``),
+        or ``'established'`` (may also be one item of the list) for
+        :data:`pathxai.features.registry.ESTABLISHED_PANEL`. The matched features form the
+        primary family and BH is applied within it and, separately, within the
+        exploratory rest (per endpoint); every table gets a ``family`` column. A given
+        name/pattern matching no column raises :class:`StatsInputError` (listing all of
+        them); a panel pattern matching nothing is only recorded in
+        ``params['primary_notes']``. None (default): one exploratory family, BH across all.
 
     Returns
     -------
@@ -343,6 +364,9 @@ def analyze(
             f"all {len(event_arr)} patients are censored (no events in {event_col!r}); "
             "survival analysis is impossible")
     ids = df[id_col].to_numpy()
+    table_cols = list(F.columns) + [e["id"] for e in excl if e["kind"] == "feature"]
+    primary = resolve_primary(primary_features, list(F.columns), table_cols)
+    fam_of = dict(zip(F.columns, primary.family_of(F.columns)))
     if top_k is None:
         top_k = int(min(10, max(3, round(F.shape[1] / 10))))
     pp = {"cluster_threshold": cluster_threshold, "skew_transform": skew_transform}
@@ -352,6 +376,11 @@ def analyze(
         cov = df[covariates] if covariates else None
         uni = univariable_cox(F, time_arr, event_arr, covariates=cov,
                              skew_transform="auto_log" if skew_transform == "auto_log" else "none")
+        uni.summary.insert(1, "family", uni.summary["feature"].map(fam_of))
+        uni.summary["q"] = family_qvalues(uni.summary["p"], uni.summary["family"])
+        if primary_features is not None:
+            uni.info["multiple_testing"] = ("Benjamini-Hochberg within each family "
+                                            "(primary / exploratory)")
         for _, r in uni.summary[~uni.summary["converged"]].iterrows():
             excl.append({"kind": "feature (univariable)", "id": r["feature"],
                          "reason": r["message"]})
@@ -390,6 +419,8 @@ def analyze(
             y = lab[has].to_numpy(int)
             Fl = F[has].reset_index(drop=True)
             uni_lab = univariable_logistic(Fl, y)
+            uni_lab.insert(1, "family", uni_lab["feature"].map(fam_of))
+            uni_lab["q_label"] = family_qvalues(uni_lab["p_label"], uni_lab["family"])
             diag_res = fit_diagnostic_models(Fl, y, groups=ids[has], outer_folds=outer_folds,
                                              n_bootstrap=n_bootstrap, top_k=top_k,
                                              clusters=label_of, preprocess_params=pp, seed=seed)
@@ -399,9 +430,14 @@ def analyze(
         shap_clusters=surv.shap_clusters, univariable_label=uni_lab,
         shap_label=None if diag_res is None else diag_res.shap_summary["logistic"],
         shap_label_clusters=None if diag_res is None else diag_res.shap_clusters["logistic"],
-        top_k=top_k)
-    clusters_df = surv.shap_clusters.copy()
-    clusters_df["representative"] = clusters_df["cluster"].map(reps)
+        top_k=top_k, families=fam_of, cluster_threshold=cluster_threshold)
+    clusters_df = cluster_table(table, surv.shap_clusters, reps)
+    n_prim = len(primary.features)
+    n_tested = int(uni.summary["p"].notna().sum())
+    n_prim_tested = int(uni.summary.loc[uni.summary["family"] == "primary", "p"].notna().sum())
+    rule = (MULTIPLICITY_RULE.format(n_primary=n_prim_tested,
+                                     n_exploratory=n_tested - n_prim_tested, alpha=0.05)
+            if primary_features is not None else NO_PRIMARY_RULE.format(n_exploratory=n_tested))
     multivariable = {
         **surv.metrics,
         "info": surv.info,
@@ -449,7 +485,13 @@ def analyze(
         "ignore_columns": list(ignore_columns),
         "n_feature_rows": n_feat_rows, "n_clinical_rows": n_clin_rows,
         "n_patients": int(len(df)), "n_events": n_ev, "n_features": int(F.shape[1]),
-        "tier_rules": table.attrs.get("tier_rules"), "versions": _versions(),
+        "primary_features": (primary_features if primary_features is None
+                             or isinstance(primary_features, str) else list(primary_features)),
+        "primary_patterns": primary.requested, "primary_family": primary.features,
+        "n_primary": n_prim, "primary_notes": primary.notes,
+        "multiple_testing": rule,
+        "tier_rules": table.attrs.get("tier_rules"),
+        "ranking_rule": table.attrs.get("ranking_rule"), "versions": _versions(),
         "timings": timings,
     }
     res = BiomarkerAnalysis(table, clusters_df, uni, surv, multivariable, diagnostic, diag_res,

@@ -12,6 +12,7 @@ def _run(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")
     from pathxai.stats.analyze import analyze
+    from pathxai.stats.families import parse_primary_option
 
     covs = [c.strip() for c in args.covariates.split(",") if c.strip()] if args.covariates else []
     horizons = ([float(h) for h in args.horizons.split(",")] if args.horizons else None)
@@ -19,14 +20,19 @@ def _run(args: argparse.Namespace) -> int:
                   event_col=args.event, label_col=args.label, covariates=covs, seed=args.seed,
                   n_bootstrap=args.n_bootstrap, horizons=horizons, out_dir=args.out,
                   on_unmatched=args.on_unmatched, time_unit=args.time_unit,
-                  n_threads=args.threads)
+                  n_threads=args.threads, primary_features=parse_primary_option(args.primary))
     c = res.multivariable["harrell_c"]
     print(f"{res.params['n_patients']} patients, {res.params['n_events']} events, "
           f"{res.params['n_features']} features; out-of-fold Harrell C {c['estimate']:.3f} "
           f"(95% CI {c['ci_low']:.3f}-{c['ci_high']:.3f})")
     if len(res.exclusions):
         print(f"{len(res.exclusions)} exclusion(s) recorded in {args.out}/exclusions.csv")
-    cols = [k for k in ("rank", "feature", "hr", "q", "shap_top_k_frequency", "tier")
+    if res.params.get("primary_features") is not None:
+        print(f"primary family: {res.params['n_primary']} pre-specified feature(s); "
+              f"{res.params['multiple_testing']}")
+        for note in res.params.get("primary_notes") or []:
+            print(f"note: {note}")
+    cols = [k for k in ("rank", "feature", "family", "hr", "q", "shap_top_k_frequency", "tier")
             if k in res.biomarkers]
     print(res.biomarkers[cols].head(10).to_string(index=False, float_format=lambda x: f"{x:.3g}"))
     print(f"wrote {args.out}/biomarkers.csv and figures")
@@ -52,5 +58,10 @@ def register(subparsers) -> None:
     p.add_argument("--time-unit", default="", help="unit of the time column (for figures)")
     p.add_argument("--on-unmatched", choices=["exclude", "error"], default="exclude")
     p.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads")
+    p.add_argument("--primary", default="none", metavar="NAMES",
+                   help="pre-specified primary features: comma-separated names and/or fnmatch "
+                        "patterns (e.g. 'ratio__tumor__to__stroma,density_per_mm2__lymphocyte__in__*'),"
+                        " 'established' for the built-in literature panel, or 'none' (default): "
+                        "BH is applied within the primary and the exploratory family separately")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=_run)
