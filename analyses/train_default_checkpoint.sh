@@ -7,8 +7,10 @@
 # Phase 1: pathxai/segment/configs/default.yaml (3000 steps, synthetic share 0.36).
 # Phase 2: pathxai/segment/configs/long.yaml continues that run to 8000 steps with the synthetic
 #          share raised to 0.55 (tumour / gland / necrosis were weak on synthetic patches after phase 1).
-# The shipped weights are phase 2 at step 6311 (85 min of 1-thread CPU training in all; the session
-# ended there); this script runs the recipe to its end, so it reproduces the recipe, not those exact weights.
+# Phase 3: pathxai/segment/configs/refine.yaml, 3000 steps at a lower learning rate from the end of
+#          phase 2 (fresh optimizer) with the real gland and tumour-region sets weighted up.
+# The shipped weights are the end of phase 3 (133 min of 1-thread CPU training in all: 50 + 50 + 33);
+# the phase boundaries and times are recorded in config.json -> training.phases.
 # Training data: the synthetic renderer (pathxai.datasets.render_patch) and the train rows of
 # ../shared/data/index.csv (or $PATHXAI_SHARED_DATA/index.csv) minus the held-out split
 # (pathxai/segment/configs/heldout_split.json). On a GPU the configs use bf16 autocast and cuda_batch_size.
@@ -23,8 +25,27 @@ if [[ ! -d training_runs/long/last ]]; then
   cp -r training_runs/default/last training_runs/long/last
 fi
 "$PY" -m pathxai.segment.train pathxai/segment/configs/long.yaml --out training_runs/long --resume "${EXTRA[@]}"
-"$PY" - training_runs/long/last pathxai/segment/weights/default <<'PYEOF'
+"$PY" -m pathxai.segment.train pathxai/segment/configs/refine.yaml --out training_runs/refine --resume "${EXTRA[@]}"
+"$PY" - training_runs/refine/last pathxai/segment/weights/default <<'PYEOF'
+import json
 import sys
+from pathlib import Path
+
 from pathxai.segment.build import export_checkpoint
-print(export_checkpoint(sys.argv[1], sys.argv[2]))
+
+dst = export_checkpoint(sys.argv[1], sys.argv[2])
+phases, before = [], 0.0
+for run, cfg in (("default", "default.yaml"), ("long", "long.yaml"), ("refine", "refine.yaml")):
+    st = json.loads(Path(f"training_runs/{run}/last/train_state.json").read_text())
+    minutes = st["elapsed_s"] / 60
+    # long continues the default run's clock; refine starts a fresh one (init_from)
+    own = minutes - before if run == "long" else minutes
+    before = minutes if run in ("default", "long") else before
+    phases.append({"config": f"pathxai/segment/configs/{cfg}", "run": f"training_runs/{run}",
+                   "end_step": st["step"], "minutes": round(own, 1)})
+conf = json.loads((dst / "config.json").read_text())
+conf["training"]["phases"] = phases
+conf["training"]["total_minutes"] = round(sum(p["minutes"] for p in phases), 1)
+(dst / "config.json").write_text(json.dumps(conf, indent=1) + "\n")
+print(dst, phases)
 PYEOF
