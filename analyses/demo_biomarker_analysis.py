@@ -10,7 +10,11 @@ into ``results/demo_biomarker_analysis/``:
                                redundant_with, table row
     oracle_ranks.csv           (--oracle) the same with features from the exact ground-truth
                                masks: separates segmentation error from statistics
-    summary.json               the same plus run counts and timings
+    summary.json               the same plus run counts and timings, and the C-indices
+                               (``c_index``, ``oracle_c_index``): the pre-specified model
+                               (primary family only; headline) and the all-feature model,
+                               each with its 95 % CI and whether the CI covers the C-index of
+                               the planted linear predictor on the same patients
     report.png                 screenshot of report.html from headless Chromium (if installed)
 
 Usage::
@@ -117,6 +121,97 @@ def oracle_features(cohort_dir: Path, cache: Path | None = None) -> pd.DataFrame
     return table
 
 
+def planted_c_index(truth: dict, clinical: pd.DataFrame, id_col: str, time_col: str,
+                    event_col: str) -> float | None:
+    """Harrell's C of the planted linear predictor on the patients of ``clinical``.
+
+    The planted linear predictor (``ground_truth.json`` ``patients[].linear_predictor``)
+    is the generative model's log hazard: the two planted features *and* age and stage,
+    which the analysis enters as unpenalised covariates, so it is the right comparator
+    for the models' C. Computed with :func:`pathxai.stats.harrell_c` (the models' tie
+    convention); ``survival.c_index_true_lp`` of ``ground_truth.json`` is the same with
+    lifelines' convention (tied times count as comparable pairs), a few 1e-4 apart.
+    """
+    from pathxai.stats import harrell_c
+
+    lp = {str(p["patient_id"]): p.get("linear_predictor") for p in truth.get("patients", [])}
+    ids = clinical[id_col].astype(str)
+    if not lp or ids.map(lp).isna().any():
+        return None
+    return harrell_c(clinical[time_col], clinical[event_col], ids.map(lp).to_numpy(float))
+
+
+def c_index_summary(multivariable: dict, planted: float | None) -> dict:
+    """Out-of-fold Harrell C (95 % CI) of each multivariable model, and CI coverage of
+    ``planted`` (the C of the planted model), from a ``multivariable.json`` dict."""
+    out: dict = {"headline": multivariable.get("headline", "all_features"),
+                 "planted_c_index": planted}
+    blocks = {"pre_specified": multivariable.get("primary"),
+              "all_features": multivariable.get("all_features", multivariable)}
+    for name, block in blocks.items():
+        if not block:
+            out[name] = None
+            continue
+        c = block["harrell_c"]
+        oc = block.get("harrell_c_optimism_corrected") or {}
+        out[name] = {
+            "n_features": block.get("n_features"),
+            "harrell_c": c["estimate"], "ci_low": c["ci_low"], "ci_high": c["ci_high"],
+            "optimism_corrected": oc.get("estimate"),
+            "ci_covers_planted": (None if planted is None
+                                  else bool(c["ci_low"] <= planted <= c["ci_high"])),
+        }
+    comp = (multivariable.get("comparison") or {}).get("primary_minus_all_features")
+    if comp:
+        out["pre_specified_minus_all_features"] = comp["harrell_c"]
+    return out
+
+
+def auroc_summary(diagnostic: dict | None, planted: float | None) -> dict | None:
+    """Out-of-fold AUROC (95 % CI) of the diagnostic models from a ``diagnostic.json`` dict
+    and whether each CI covers ``planted`` (AUROC of the planted logit on these patients)."""
+    if not diagnostic:
+        return None
+
+    def entry(row: dict) -> dict:
+        return {"auroc": row["auroc"], "ci_low": row["auroc_ci_low"], "ci_high": row["auroc_ci_high"],
+                "ci_covers_planted": (None if planted is None
+                                      else bool(row["auroc_ci_low"] <= planted <= row["auroc_ci_high"]))}
+
+    models = diagnostic.get("models")
+    rows = models.to_dict(orient="records") if isinstance(models, pd.DataFrame) else list(models or [])
+    out = {"headline": diagnostic.get("headline", "all_features"), "planted_auroc": planted,
+           "pre_specified_logistic": entry(diagnostic["primary"]) if diagnostic.get("primary") else None}
+    out.update({f"all_features_{r['model']}": entry(r) for r in rows})
+    return out
+
+
+def c_index_lines(summary: dict) -> list[str]:
+    """Human-readable lines of :func:`c_index_summary`."""
+    lines = []
+    for name, label in (("pre_specified", "pre-specified (primary family)"),
+                        ("all_features", "all features (exploratory)")):
+        b = summary.get(name)
+        if not b:
+            continue
+        cover = ("" if b["ci_covers_planted"] is None else
+                 "; CI covers the planted C" if b["ci_covers_planted"] else
+                 "; CI does NOT cover the planted C")
+        head = " [headline]" if summary["headline"] == ("primary" if name == "pre_specified"
+                                                        else "all_features") else ""
+        lines.append(f"  {label}{head}: {b['n_features']} features, out-of-fold Harrell C "
+                     f"{b['harrell_c']:.3f} (95% CI {b['ci_low']:.3f}-{b['ci_high']:.3f}), "
+                     f"optimism-corrected {b['optimism_corrected']:.3f}{cover}")
+    d = summary.get("pre_specified_minus_all_features")
+    if d:
+        lines.append(f"  difference pre-specified - all features {d['estimate']:+.3f} "
+                     f"(paired 95% CI {d['ci_low']:+.3f} to {d['ci_high']:+.3f})")
+    if summary.get("planted_c_index") is not None:
+        lines.append(f"  C of the planted linear predictor (features + age + stage) on the "
+                     f"same patients: {summary['planted_c_index']:.3f}")
+    return lines
+
+
 RANK_COLUMNS = ["feature", "outcome", "family", "rank", "cluster_rank", "redundant_with", "tier",
                 "n_candidates"]
 
@@ -138,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="primary family: 'established' (pipeline default), 'none' or names/patterns")
     args = ap.parse_args(argv)
 
+    from pathxai.cohort import load_cohort
     from pathxai.pipeline import run
     from pathxai.pipeline.cli import demo_model, prepare_demo_cohort
     from pathxai.stats.families import parse_primary_option
@@ -158,7 +254,12 @@ def main(argv: list[str] | None = None) -> int:
         result = run(manifest, demo / "run", model=model, seed=args.seed, stats_params=stats_params)
         ranks = planted_ranks(result.biomarkers, truth)
         ranks.to_csv(out / "planted_effect_ranks.csv", index=False)
+        mv_path = Path(result.out_dir) / "stats" / "multivariable.json"
+        clin = load_cohort(manifest)
         summary = {
+            "c_index": (c_index_summary(json.loads(mv_path.read_text()), planted_c_index(
+                truth, clin.clinical, clin.patient_col, clin.time_col, clin.event_col))
+                if mv_path.is_file() else None),
             "model": model,
             "run_dir": str(result.out_dir),
             "report": str(result.report_path),
@@ -170,7 +271,6 @@ def main(argv: list[str] | None = None) -> int:
         }
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     if args.oracle or args.oracle_only:
-        from pathxai.cohort import load_cohort
         from pathxai.stats import analyze
 
         cohort = load_cohort(manifest)
@@ -188,6 +288,13 @@ def main(argv: list[str] | None = None) -> int:
         oracle_ranks.to_csv(out / "oracle_ranks.csv", index=False)
         oracle.clusters.to_csv(out / "oracle_clusters.csv", index=False)
         c = oracle.multivariable["harrell_c"]
+        gone = set(oracle.exclusions.loc[oracle.exclusions["kind"] == "patient", "id"].astype(str))
+        analysed = cohort.clinical[~cohort.clinical[cohort.patient_col].astype(str).isin(gone)]
+        oracle_c = c_index_summary(oracle.multivariable, planted_c_index(
+            truth, analysed, cohort.patient_col, cohort.time_col, cohort.event_col))
+        summary["oracle_c_index"] = oracle_c
+        summary["oracle_auroc"] = auroc_summary(oracle.diagnostic,
+                                                truth.get("diagnostic", {}).get("auc_true_logit"))
         summary["oracle_planted"] = oracle_ranks.to_dict(orient="records")
         summary["oracle_primary_features"] = primary
         summary["oracle_multiple_testing"] = oracle.params.get("multiple_testing")
@@ -197,12 +304,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"with ground-truth masks (primary family: {primary!r}; {oracle.params.get('multiple_testing')}):")
         with pd.option_context("display.width", 200, "display.max_columns", 12):
             print(oracle_ranks[RANK_COLUMNS].to_string(index=False))
-        print(f"out-of-fold Harrell C {c['estimate']:.3f} (95% CI {c['ci_low']:.3f}-{c['ci_high']:.3f}); "
-              f"C of the planted linear predictor {summary['c_index_true_lp']}")
+        print("C-index with ground-truth masks:")
+        print("\n".join(c_index_lines(oracle_c)))
+        for name, a in (summary["oracle_auroc"] or {}).items():
+            if isinstance(a, dict):
+                print(f"  AUROC {name}: {a['auroc']:.3f} (95% CI {a['ci_low']:.3f}-{a['ci_high']:.3f})")
+        if summary["oracle_auroc"] and summary["oracle_auroc"]["planted_auroc"] is not None:
+            print(f"  AUROC of the planted logit: {summary['oracle_auroc']['planted_auroc']:.3f}")
     if ranks is not None:
         shot = screenshot(Path(result.report_path), out / "report.png")
         with pd.option_context("display.width", 200, "display.max_columns", 12):
             print(ranks[RANK_COLUMNS].to_string(index=False))
+        if summary.get("c_index"):
+            print("C-index with the segmentation pipeline's features:")
+            print("\n".join(c_index_lines(summary["c_index"])))
         print(f"results: {out}" + ("" if shot else " (no screenshot: chromium not installed)"))
     return 0
 

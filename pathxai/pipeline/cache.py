@@ -43,11 +43,11 @@ CHUNK_BYTES = 8 * 1024 * 1024
 
 #: bump a stage's version when its code changes what it writes; old results then re-run
 STAGE_VERSIONS: dict[str, int] = {
-    "segment": 1,
+    "segment": 2,    # 2: region masks closed/hole-filled, cell masks = union of instances
     "features": 1,
     "aggregate": 1,
-    "stats": 1,
-    "report": 1,
+    "stats": 2,      # 2: primary family, cluster-aware ranking, pre-specified model
+    "report": 2,     # 2: multivariable-models section
 }
 
 

@@ -165,6 +165,9 @@ def model_fingerprint(model: str) -> dict[str, Any]:
         value = getattr(predictor, attr, None)
         if isinstance(value, (int, float)):
             info[attr] = value
+    post = getattr(predictor, "postprocess", None)
+    if isinstance(post, dict):   # thresholds and mask cleaning: a change re-segments
+        info["postprocess"] = _plain(post)
     return info
 
 

@@ -90,6 +90,74 @@ def _find_biomarkers(stats_dir: Path) -> pd.DataFrame | None:
     return _read_csv(hits[0]) if hits else None
 
 
+def _ci_text(m: Any, signed: bool = False) -> str:
+    """``'0.764 (0.670–0.819)'`` (signed: ``'+0.048 (-0.007 to +0.117)'``) from
+    ``{estimate, ci_low, ci_high}``; ``'–'`` when absent."""
+    if not isinstance(m, dict) or m.get("estimate") is None:
+        return "–"
+    f = "{:+.3f}" if signed else "{:.3f}"
+    lo, hi = m.get("ci_low"), m.get("ci_high")
+    sep = " to " if signed else "–"
+    ci = f" ({f.format(lo)}{sep}{f.format(hi)})" if lo is not None and hi is not None else ""
+    return f.format(m["estimate"]) + ci
+
+
+def _model_performance(stats_dir: Path) -> dict[str, Any] | None:
+    """Out-of-fold performance of the multivariable (and diagnostic) models, labelled.
+
+    Reads ``multivariable.json`` / ``diagnostic.json``: the pre-specified model (primary
+    family only) and the all-feature model, the headline marked. Files written before the
+    pre-specified model existed (no ``headline`` key) show their one model as the
+    all-feature model.
+    """
+    mv = read_json(stats_dir / "multivariable.json")
+    if not isinstance(mv, dict) or "harrell_c" not in mv:
+        return None
+    head = mv.get("headline", "all_features")
+    prim = mv.get("primary")
+    allf = mv.get("all_features") or mv
+    n_all = allf.get("n_features", (allf.get("info") or {}).get("n_features"))
+    models = [("primary", "pre-specified (primary family)", prim)] if prim else []
+    models.append(("all_features", "all features" + (" (exploratory)" if prim else ""), allf))
+    rows = []
+    for key, label, b in models:
+        auc = b.get("time_dependent_auc") or {}
+        rows.append({
+            "model": label + (" — headline" if key == head else ""),
+            "features": b.get("n_features", (b.get("info") or {}).get("n_features")),
+            "Harrell's C (95% CI)": _ci_text(b.get("harrell_c")),
+            "Uno's C (95% CI)": _ci_text(b.get("uno_c")),
+            "optimism-corrected C (95% CI)": _ci_text(b.get("harrell_c_optimism_corrected")),
+            "AUC(t)": "; ".join(f"t={t}: {_ci_text(v)}" for t, v in auc.items()),
+        })
+    comp = (mv.get("comparison") or {}).get("primary_minus_all_features") or {}
+    diag_rows = []
+    dg = read_json(stats_dir / "diagnostic.json")
+    if isinstance(dg, dict):
+        def drow(label: str, r: dict[str, Any], n: Any) -> dict[str, Any]:
+            def ci(k: str) -> str:
+                return _ci_text({"estimate": r.get(k), "ci_low": r.get(f"{k}_ci_low"),
+                                 "ci_high": r.get(f"{k}_ci_high")})
+            return {"model": label, "features": n, "AUROC (95% CI)": ci("auroc"),
+                    "AUPRC (95% CI)": ci("auprc"), "Brier": r.get("brier")}
+
+        d_head = dg.get("headline", "all_features")
+        if dg.get("primary"):
+            diag_rows.append(drow("logistic, pre-specified (primary family)"
+                                  + (" — headline" if d_head == "primary" else ""),
+                                  dg["primary"], dg["primary"].get("n_features")))
+        for r in dg.get("models") or []:
+            diag_rows.append(drow(f"{r.get('model')}, all features"
+                                  + (" (exploratory)" if dg.get("primary") else ""), r, n_all))
+    return {
+        "survival": _table(pd.DataFrame(rows)),
+        "diagnostic": _table(pd.DataFrame(diag_rows)) if diag_rows else None,
+        "has_primary": bool(prim),
+        "comparison": _ci_text(comp.get("harrell_c"), signed=True) if comp else None,
+        "primary_note": mv.get("primary_note"),
+    }
+
+
 def _stat_figures(stats_dir: Path) -> list[dict[str, Any]]:
     """Statistics PNGs grouped into report sections by their file names."""
     pngs = sorted(stats_dir.rglob("*.png")) if stats_dir.is_dir() else []
@@ -248,6 +316,7 @@ def build_context(run_dir: str | os.PathLike) -> dict[str, Any]:
         "gallery": _qc_gallery(run_dir, qc, prompts),
         "max_qc": _MAX_QC_SLIDES,
         "stat_sections": _stat_figures(stats_dir),
+        "performance": _model_performance(stats_dir),
         "biomarkers": _table(biomarkers, max_rows=_MAX_BIOMARKER_ROWS),
         "methods": methods,
         "stats_error": stats_error,

@@ -6,7 +6,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-__all__ = ["instances_from_maps", "relabel_sequential"]
+__all__ = ["close_gaps", "instances_from_maps", "relabel_sequential", "remove_small_holes"]
 
 
 def relabel_sequential(labels: np.ndarray) -> np.ndarray:
@@ -86,3 +86,40 @@ def instances_from_maps(mask: np.ndarray, distance: np.ndarray, *, mpp: float,
     small[0] = False
     labels[small[labels]] = 0
     return relabel_sequential(labels)
+
+
+def remove_small_holes(mask: np.ndarray, *, max_size: int) -> np.ndarray:
+    """Fill the holes of ``mask`` of at most ``max_size`` pixels.
+
+    A hole is a connected (4-connectivity) background component that does not touch the
+    array border. Returns a new bool array of the same shape.
+    """
+    mask = np.asarray(mask, bool)
+    if max_size <= 0 or mask.all():
+        return mask.copy()
+    holes, n = ndimage.label(~mask)
+    if not n:
+        return mask.copy()
+    sizes = np.bincount(holes.ravel())
+    fill = sizes <= max_size
+    fill[0] = False
+    border = np.unique(np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]]))
+    fill[border] = False
+    return mask | fill[holes]
+
+
+def close_gaps(mask: np.ndarray, *, radius: float) -> np.ndarray:
+    """Morphological closing of ``mask`` with a disk of ``radius`` pixels (Euclidean).
+
+    Dilation and erosion are thresholds of exact distance transforms, so the cost does not
+    grow with the radius. Outside the array counts as unknown: the erosion does not eat in
+    from the border, so tiles can be closed independently. Returns a new bool array that
+    contains ``mask``.
+    """
+    mask = np.asarray(mask, bool)
+    if radius <= 0 or not mask.any() or mask.all():
+        return mask.copy()
+    dilated = ndimage.distance_transform_edt(~mask) <= radius
+    if dilated.all():
+        return dilated
+    return (ndimage.distance_transform_edt(dilated) > radius) | mask

@@ -143,6 +143,7 @@ def segment_slide(predictor: Any, slide: Any, prompts: str | Sequence[Any], *, o
                   "dimensions": [int(w0), int(h0)], "mpp": float(reader.mpp)},
         "backend": getattr(predictor, "name", type(predictor).__name__),
         "checkpoint_hash": ckpt,
+        "postprocess": getattr(predictor, "postprocess", None),
         "mpp": mpp, "tile_size": tile, "overlap": ov, "min_tissue": float(min_tissue),
         "prompts": [{"text": p.text, "label": p.label, "canonical": p.canonical,
                      "slug": p.slug, "instances": bool(p.is_instance_level)} for p in parsed],

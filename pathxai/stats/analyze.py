@@ -8,8 +8,11 @@ recorded with its reason in ``.exclusions``; nothing is dropped silently), then 
    across all features otherwise; see :mod:`pathxai.stats.families`);
 2. the multivariable elastic-net Cox model with nested patient-grouped CV (honest
    C-indices with CIs, optimism bootstrap, AUC(t), calibration, KM of risk groups) and
-   held-out SHAP stability;
-3. with ``label_col``: univariable logistic screen and the diagnostic models;
+   held-out SHAP stability, on all features (data-driven selection, exploratory) and,
+   when ``primary_features`` is given, the same model restricted to the primary family
+   (the *pre-specified* model; see "Headline model" below);
+3. with ``label_col``: univariable logistic screen and the diagnostic models (plus the
+   pre-specified logistic model on the primary family);
 4. the ranked candidate-biomarker table (cluster leads first, see
    :mod:`pathxai.stats.biomarkers`), the per-cluster table and the figures.
 
@@ -18,6 +21,34 @@ recorded with its reason in ``.exclusions``; nothing is dropped silently), then 
 ``exclusions.csv``, ``analysis.json`` (parameters, seeds, versions, timings; also as
 ``params.json``) and ``figures/<name>.png`` per figure, each atomically (temporary name +
 ``os.replace``).
+
+Headline model
+--------------
+REMARK (McShane 2005) and TRIPOD (Collins 2015): a model fixed before the outcomes were
+seen is the primary analysis; selection among hundreds of candidate features is
+exploratory. So when ``primary_features`` resolves to at least one analysed feature, the
+**pre-specified model** (identical nested-CV elastic-net Cox, same folds, seeds, in-fold
+preprocessing and unpenalised covariates, candidate features = the primary family only)
+is the *headline*: the top-level metrics of ``multivariable.json`` (``harrell_c``,
+``uno_c``, ``*_optimism_corrected``, ``time_dependent_auc``, ``calibration``,
+``logrank_risk_groups``, ``km``, ``coefficients``, ``info``, ...) and the KM and
+calibration figures describe it. Otherwise (``primary_features=None``, or no primary
+feature among the analysed columns) the headline is the all-feature model and the top
+level is exactly as before. In every case ``multivariable.json`` also has
+
+* ``headline``: ``"primary"`` or ``"all_features"``; ``headline_rule``: the rule above;
+* ``all_features``: the all-feature model (its metrics, ``info``, ``coefficients``);
+* ``primary``: the pre-specified model (metrics, ``features``, ``coefficients``, its own
+  held-out ``shap``) or ``None``; ``primary_note`` says why it is ``None`` when a family was
+  requested;
+* ``comparison``: paired bootstrap difference of Harrell's/Uno's C, pre-specified minus
+  all-feature (same patient resamples), or ``None``.
+
+``shap``, ``shap_clusters`` and ``covariate_shap`` at the top level always describe the
+all-feature model (``shap_model``), because they rank every candidate in
+``biomarkers.csv``. ``diagnostic.json`` gains ``primary`` (the pre-specified logistic model:
+AUROC/AUPRC with CIs, calibration, ROC curve, SHAP; or ``None``) and ``headline``; its
+``models`` table stays the all-feature models.
 """
 
 from __future__ import annotations
@@ -44,10 +75,20 @@ from pathxai.stats.families import (
 )
 from pathxai.stats.preprocess import FeaturePreprocessor
 from pathxai.stats.results import DiagnosticResult, SurvivalModelResult, UnivariableCoxResult
-from pathxai.stats.survival import fit_survival_model
+from pathxai.stats.survival import compare_c_indices, fit_survival_model
 from pathxai.stats.univariable import univariable_cox
 
-__all__ = ["analyze", "BiomarkerAnalysis", "load_table"]
+__all__ = ["analyze", "BiomarkerAnalysis", "load_table", "HEADLINE_RULE"]
+
+#: Which multivariable model is the headline (top level of ``multivariable.json``).
+HEADLINE_RULE = (
+    "headline = the pre-specified model (elastic-net Cox on the primary family only) when "
+    "primary features are given, else the all-feature model; the all-feature model "
+    "(data-driven selection among all candidates) is exploratory (REMARK/TRIPOD)")
+
+#: ``role`` of the two multivariable models.
+ROLE_PRIMARY = "pre-specified (primary family only; primary analysis)"
+ROLE_ALL = "all features (data-driven selection; exploratory)"
 
 
 def load_table(obj) -> pd.DataFrame:
@@ -102,12 +143,16 @@ class BiomarkerAnalysis:
     clusters : DataFrame, one row per correlation cluster in ranking order (lead feature,
         members, family and tier of the lead, survival SHAP importance).
     univariable : UnivariableCoxResult
-    survival : SurvivalModelResult
-    multivariable : dict (JSON-able): C-indices with CIs, AUC(t), calibration, KM, coefficients
+    survival : SurvivalModelResult of the all-feature model (its SHAP ranks the table).
+    multivariable : dict (JSON-able): the headline model's C-indices with CIs, AUC(t),
+        calibration, KM, coefficients, plus ``headline``, ``primary``, ``all_features`` and
+        ``comparison`` (see the module docstring).
     diagnostic : dict or None (JSON-able); ``diagnostic_result`` holds the result object.
     figures : dict name -> matplotlib Figure
     exclusions : DataFrame (kind, id, reason) of patients/features left out and why
     params : dict of parameters, seeds and package versions
+    survival_primary : SurvivalModelResult or None, the pre-specified model.
+    diagnostic_primary_result : DiagnosticResult or None, the pre-specified logistic model.
     """
 
     biomarkers: pd.DataFrame
@@ -120,14 +165,23 @@ class BiomarkerAnalysis:
     figures: dict[str, Any]
     exclusions: pd.DataFrame
     params: dict[str, Any] = field(default_factory=dict)
+    survival_primary: SurvivalModelResult | None = None
+    diagnostic_primary_result: DiagnosticResult | None = None
 
     def __repr__(self) -> str:
-        m = self.multivariable.get("harrell_c", {})
+        def c_text(block: dict[str, Any] | None) -> str:
+            m = (block or {}).get("harrell_c", {})
+            return (f"{m.get('estimate', float('nan')):.3f} "
+                    f"({m.get('ci_low', float('nan')):.3f}-{m.get('ci_high', float('nan')):.3f})")
+
         top = ", ".join(self.biomarkers["feature"].head(3))
+        if self.multivariable.get("primary") is not None:
+            c = (f"C-index pre-specified {c_text(self.multivariable['primary'])}, "
+                 f"all features {c_text(self.multivariable.get('all_features'))}")
+        else:
+            c = f"C-index {c_text(self.multivariable)}"
         return (f"<BiomarkerAnalysis: {self.params.get('n_patients')} patients, "
-                f"{len(self.biomarkers)} features; C-index {m.get('estimate', float('nan')):.3f}"
-                f" ({m.get('ci_low', float('nan')):.3f}-{m.get('ci_high', float('nan')):.3f}); "
-                f"top: {top}>")
+                f"{len(self.biomarkers)} features; {c}; top: {top}>")
 
     def _repr_html_(self) -> str:
         cols = [c for c in ("rank", "feature", "family", "cluster", "redundant_with", "hr",
@@ -282,6 +336,25 @@ def _prepare(features, clinical, id_col, time_col, event_col, label_col, covaria
     return df, F, time_arr, event_arr, excl, len(feats), len(clin)
 
 
+def _model_block(surv: SurvivalModelResult) -> dict[str, Any]:
+    """The JSON-able performance block of one multivariable Cox model.
+
+    The keys the top level of ``multivariable.json`` has always had (metrics, ``info``,
+    ``coefficients``, ``km`` without the curves, ``dropped_features_all_patients``) plus
+    ``n_features`` and ``n_features_after_preprocessing``.
+    """
+    return {
+        **surv.metrics,
+        "info": surv.info,
+        "coefficients": surv.summary,
+        "km": {k: {kk: vv for kk, vv in v.items() if kk not in ("timeline", "survival")}
+               for k, v in surv.km["curves"].items()},
+        "dropped_features_all_patients": surv.dropped_features,
+        "n_features": surv.info["n_features"],
+        "n_features_after_preprocessing": surv.info["n_features_after_preprocessing"],
+    }
+
+
 def analyze(
     features,
     clinical,
@@ -343,6 +416,9 @@ def analyze(
         name/pattern matching no column raises :class:`StatsInputError` (listing all of
         them); a panel pattern matching nothing is only recorded in
         ``params['primary_notes']``. None (default): one exploratory family, BH across all.
+        With at least one primary feature the pre-specified multivariable Cox model (and,
+        with ``label_col``, the pre-specified logistic model) is fitted on the primary
+        family only and becomes the headline model (module docstring, "Headline model").
 
     Returns
     -------
@@ -401,7 +477,26 @@ def analyze(
                                   n_bootstrap=n_bootstrap, horizons=horizons, top_k=top_k,
                                   clusters=label_of, preprocess_params=pp, seed=seed)
         timings["survival_s"] = time.perf_counter() - t1
+        surv_prim, primary_note = None, None
+        if primary.features:
+            t1 = time.perf_counter()
+            try:
+                surv_prim = fit_survival_model(
+                    F[primary.features], time_arr, event_arr, groups=ids, covariates=cov,
+                    l1_ratio=l1_ratio, outer_folds=outer_folds, inner_folds=inner_folds,
+                    n_bootstrap=n_bootstrap, horizons=surv.metrics["horizons"],
+                    top_k=min(top_k, len(primary.features)), clusters=label_of,
+                    preprocess_params=pp, seed=seed)
+            except StatsInputError as exc:
+                primary_note = f"pre-specified model not fitted: {type(exc).__name__}: {exc}"
+                excl.append({"kind": "model (multivariable, pre-specified)", "id": "cox",
+                             "reason": f"{type(exc).__name__}: {exc}"})
+            timings["survival_primary_s"] = time.perf_counter() - t1
+        elif primary_features is not None:
+            primary_note = ("no primary feature among the analysed columns (see primary_notes); "
+                            "no pre-specified model, the all-feature model is the headline")
         diag_res = None
+        diag_prim = None
         uni_lab = None
         if label_col:
             t1 = time.perf_counter()
@@ -425,6 +520,18 @@ def analyze(
                                              n_bootstrap=n_bootstrap, top_k=top_k,
                                              clusters=label_of, preprocess_params=pp, seed=seed)
             timings["diagnostic_s"] = time.perf_counter() - t1
+            if surv_prim is not None:
+                t1 = time.perf_counter()
+                try:
+                    diag_prim = fit_diagnostic_models(
+                        Fl[primary.features], y, groups=ids[has], outer_folds=outer_folds,
+                        n_bootstrap=n_bootstrap, top_k=min(top_k, len(primary.features)),
+                        clusters=label_of, preprocess_params=pp, models=("logistic",),
+                        seed=seed)
+                except StatsInputError as exc:
+                    excl.append({"kind": "model (diagnostic, pre-specified)", "id": "logistic",
+                                 "reason": f"{type(exc).__name__}: {exc}"})
+                timings["diagnostic_primary_s"] = time.perf_counter() - t1
     table = build_biomarker_table(
         uni.summary, surv.shap_summary, clusters=label_of, representatives=reps,
         shap_clusters=surv.shap_clusters, univariable_label=uni_lab,
@@ -438,23 +545,42 @@ def analyze(
     rule = (MULTIPLICITY_RULE.format(n_primary=n_prim_tested,
                                      n_exploratory=n_tested - n_prim_tested, alpha=0.05)
             if primary_features is not None else NO_PRIMARY_RULE.format(n_exploratory=n_tested))
+    headline = "primary" if surv_prim is not None else "all_features"
+    head = surv_prim if surv_prim is not None else surv
     multivariable = {
-        **surv.metrics,
-        "info": surv.info,
-        "coefficients": surv.summary,
-        "km": {k: {kk: vv for kk, vv in v.items() if kk not in ("timeline", "survival")}
-               for k, v in surv.km["curves"].items()},
+        **_model_block(head),
         "shap": surv.shap_summary,
         "shap_clusters": surv.shap_clusters,
         "covariate_shap": surv.covariate_shap,
-        "dropped_features_all_patients": surv.dropped_features,
+        "shap_model": "all_features",
+        "headline": headline,
+        "headline_rule": HEADLINE_RULE,
+        "primary": (None if surv_prim is None else
+                    {"role": ROLE_PRIMARY, "features": list(primary.features),
+                     **_model_block(surv_prim), "shap": surv_prim.shap_summary}),
+        "all_features": {"role": ROLE_ALL, **_model_block(surv)},
+        "comparison": None if surv_prim is None else {
+            "primary_minus_all_features": compare_c_indices(
+                time_arr, event_arr, surv_prim.oof["risk_score"].to_numpy(),
+                surv.oof["risk_score"].to_numpy(), n_bootstrap=n_bootstrap, seed=seed),
+            "note": "paired percentile bootstrap over the same patient resamples as the "
+                    "per-model intervals"},
     }
+    if primary_note is not None:
+        multivariable["primary_note"] = primary_note
     diagnostic = None
     if diag_res is not None:
         diagnostic = {"models": diag_res.summary, "info": diag_res.info,
                       "curves": diag_res.curves,
                       "univariable_logistic": uni_lab,
-                      "shap": {k: v for k, v in diag_res.shap_summary.items()}}
+                      "shap": {k: v for k, v in diag_res.shap_summary.items()},
+                      "headline": "primary" if diag_prim is not None else "all_features",
+                      "primary": None if diag_prim is None else {
+                          "role": ROLE_PRIMARY, "features": list(primary.features),
+                          "n_features": len(primary.features),
+                          **diag_prim.summary.iloc[0].to_dict(), "info": diag_prim.info,
+                          "curve": diag_prim.curves["logistic"],
+                          "shap": diag_prim.shap_summary["logistic"]}}
     figs: dict[str, Any] = {}
     if figures:
         from pathxai.stats import plots
@@ -462,16 +588,18 @@ def analyze(
         t1 = time.perf_counter()
         figs["volcano"] = plots.volcano_figure(uni)
         figs["forest"] = plots.forest_figure(uni)
-        figs["km_risk_groups"] = plots.km_figure(surv.km, surv.metrics["logrank_risk_groups"],
-                                                 time_unit)
+        head_label = "pre-specified model" if surv_prim is not None else ""
+        figs["km_risk_groups"] = plots.km_figure(head.km, head.metrics["logrank_risk_groups"],
+                                                 time_unit, model=head_label)
         figs["shap_beeswarm"] = plots.shap_beeswarm_figure(
             surv.shap_oof, surv.x_oof, surv.feature_names,
-            title="SHAP of the Cox log partial hazard on held-out patients")
+            title="SHAP of the Cox log partial hazard on held-out patients"
+                  + (" (all-feature model)" if surv_prim is not None else ""))
         figs["shap_stability"] = plots.shap_stability_figure(surv.shap_summary)
         figs["calibration_survival"] = plots.survival_calibration_figure(
-            surv.metrics["calibration"])
+            head.metrics["calibration"], model=head_label)
         if diag_res is not None:
-            figs["roc"] = plots.roc_figure(diag_res)
+            figs["roc"] = plots.roc_figure(diag_res, primary=diag_prim)
             figs["calibration_diagnostic"] = plots.diagnostic_calibration_figure(diag_res)
         timings["figures_s"] = time.perf_counter() - t1
     timings["total_s"] = time.perf_counter() - t0
@@ -490,12 +618,14 @@ def analyze(
         "primary_patterns": primary.requested, "primary_family": primary.features,
         "n_primary": n_prim, "primary_notes": primary.notes,
         "multiple_testing": rule,
+        "multivariable_headline": headline, "headline_rule": HEADLINE_RULE,
         "tier_rules": table.attrs.get("tier_rules"),
         "ranking_rule": table.attrs.get("ranking_rule"), "versions": _versions(),
         "timings": timings,
     }
     res = BiomarkerAnalysis(table, clusters_df, uni, surv, multivariable, diagnostic, diag_res,
-                            figs, pd.DataFrame(excl, columns=["kind", "id", "reason"]), params)
+                            figs, pd.DataFrame(excl, columns=["kind", "id", "reason"]), params,
+                            survival_primary=surv_prim, diagnostic_primary_result=diag_prim)
     if out_dir is not None:
         res.save(out_dir)
     return res

@@ -21,10 +21,19 @@ def _run(args: argparse.Namespace) -> int:
                   n_bootstrap=args.n_bootstrap, horizons=horizons, out_dir=args.out,
                   on_unmatched=args.on_unmatched, time_unit=args.time_unit,
                   n_threads=args.threads, primary_features=parse_primary_option(args.primary))
-    c = res.multivariable["harrell_c"]
+    mv = res.multivariable
     print(f"{res.params['n_patients']} patients, {res.params['n_events']} events, "
-          f"{res.params['n_features']} features; out-of-fold Harrell C {c['estimate']:.3f} "
-          f"(95% CI {c['ci_low']:.3f}-{c['ci_high']:.3f})")
+          f"{res.params['n_features']} features")
+    for key, label in (("primary", "pre-specified model (primary family; headline)"),
+                       ("all_features", "all-feature model" + (" (exploratory)" if
+                                                               mv.get("primary") else ""))):
+        block = mv.get(key)
+        if block:
+            c = block["harrell_c"]
+            print(f"{label}: {block['n_features']} features, out-of-fold Harrell C "
+                  f"{c['estimate']:.3f} (95% CI {c['ci_low']:.3f}-{c['ci_high']:.3f})")
+    if mv.get("primary_note"):
+        print(f"note: {mv['primary_note']}")
     if len(res.exclusions):
         print(f"{len(res.exclusions)} exclusion(s) recorded in {args.out}/exclusions.csv")
     if res.params.get("primary_features") is not None:

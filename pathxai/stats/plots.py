@@ -34,8 +34,11 @@ def forest_figure(univariable, top: int = 25) -> Figure:
     return fig
 
 
-def km_figure(km: dict, logrank: dict, time_unit: str = "") -> Figure:
-    """Kaplan--Meier curves of the risk groups with an at-risk table and log-rank p."""
+def km_figure(km: dict, logrank: dict, time_unit: str = "", model: str = "") -> Figure:
+    """Kaplan--Meier curves of the risk groups with an at-risk table and log-rank p.
+
+    ``model`` names the model whose out-of-fold score defines the groups (title prefix).
+    """
     from lifelines.plotting import add_at_risk_counts
 
     fig = _fig(6.5, 5.0)
@@ -49,7 +52,8 @@ def km_figure(km: dict, logrank: dict, time_unit: str = "") -> Figure:
     ax.set_ylabel("survival probability")
     p = logrank.get("p", float("nan"))
     ptxt = f"log-rank p = {p:.2g}" if np.isfinite(p) else "groups collapsed: no log-rank test"
-    ax.set_title(f"Out-of-fold risk groups (training-fold quantiles); {ptxt}", fontsize=9)
+    prefix = f"{model}: o" if model else "O"
+    ax.set_title(f"{prefix}ut-of-fold risk groups (training-fold quantiles); {ptxt}", fontsize=9)
     add_at_risk_counts(*fitters, ax=ax, rows_to_show=["At risk"])
     return fig
 
@@ -101,8 +105,11 @@ def shap_stability_figure(shap_summary: pd.DataFrame, top: int = 15,
     return fig
 
 
-def survival_calibration_figure(cal: dict) -> Figure:
-    """Observed (KM) vs predicted risk at the calibration horizon, per risk quintile."""
+def survival_calibration_figure(cal: dict, model: str = "") -> Figure:
+    """Observed (KM) vs predicted risk at the calibration horizon, per risk quintile.
+
+    ``model`` names the model (title prefix).
+    """
     fig = _fig(4.5, 4.5)
     ax = fig.add_subplot()
     g = pd.DataFrame(cal["groups"])
@@ -114,14 +121,27 @@ def survival_calibration_figure(cal: dict) -> Figure:
     ax.set_xlabel(f"predicted risk at t = {cal['horizon']:.3g}")
     ax.set_ylabel("observed risk (1 - KM)")
     s = cal["slope"]
-    ax.set_title(f"Calibration (out-of-fold); slope {s['estimate']:.2f} "
-                 f"({s['ci_low']:.2f}-{s['ci_high']:.2f})", fontsize=9)
+    ax.set_title(f"{model + ': ' if model else ''}calibration (out-of-fold); slope "
+                 f"{s['estimate']:.2f} ({s['ci_low']:.2f}-{s['ci_high']:.2f})", fontsize=9)
     return fig
 
 
-def roc_figure(diagnostic) -> Figure:
+def roc_figure(diagnostic, primary=None) -> Figure:
+    """ROC curves of the out-of-fold predictions of each diagnostic model.
+
+    ``primary`` (a :class:`~pathxai.stats.results.DiagnosticResult` of the pre-specified
+    logistic model) adds its curve, labelled ``pre-specified``.
+    """
     fig = _fig(4.8, 4.5)
-    diagnostic.plot(ax=fig.add_subplot())
+    ax = fig.add_subplot()
+    diagnostic.plot(ax=ax)
+    if primary is not None:
+        for name, c in primary.curves.items():
+            row = primary.summary.set_index("model").loc[name]
+            ax.plot(c["fpr"], c["tpr"], color="k", lw=1.4,
+                    label=f"{name}, pre-specified AUROC {row['auroc']:.2f} "
+                          f"({row['auroc_ci_low']:.2f}-{row['auroc_ci_high']:.2f})")
+        ax.legend(fontsize=7, loc="lower right")
     return fig
 
 

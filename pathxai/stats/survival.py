@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from pathxai.exceptions import InsufficientDataError
+from pathxai.exceptions import InsufficientDataError, StatsInputError
 from pathxai.stats.coxnet import (
     CoxData,
     breslow_baseline,
@@ -55,7 +55,8 @@ from pathxai.stats.metrics import censoring_survival
 from pathxai.stats.preprocess import FeaturePreprocessor
 from pathxai.stats.results import SurvivalModelResult
 
-__all__ = ["fit_survival_model", "MIN_EVENTS_MULTIVARIABLE"]
+__all__ = ["fit_survival_model", "compare_c_indices", "bootstrap_weights",
+           "MIN_EVENTS_MULTIVARIABLE"]
 
 #: Fewest events for the multivariable model (also at least 2 per outer fold).
 MIN_EVENTS_MULTIVARIABLE = 10
@@ -80,6 +81,28 @@ def _pair_stat(num: np.ndarray, den: np.ndarray, W: np.ndarray) -> np.ndarray:
     b = ((W @ den) * W).sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return a / b
+
+
+def bootstrap_weights(n: int, n_bootstrap: int, seed: int) -> np.ndarray:
+    """Patient multiplicities of the percentile bootstrap, shape ``(n_bootstrap, n)``.
+
+    Parameters
+    ----------
+    n : number of patients.
+    n_bootstrap : number of resamples (0 gives an empty ``(0, n)`` array).
+    seed : the same seed gives the same resamples, so two models fitted with one seed
+        (e.g. the pre-specified and the all-feature model of :func:`pathxai.stats.analyze`)
+        are bootstrapped over identical patient resamples and can be compared pairwise.
+
+    Returns
+    -------
+    ndarray of float
+    """
+    if not n_bootstrap:
+        return np.zeros((0, n))
+    rng = np.random.default_rng(seed)
+    return np.stack([np.bincount(rng.integers(0, n, n), minlength=n)
+                     for _ in range(n_bootstrap)]).astype(float)
 
 
 def _ci(values: np.ndarray, estimate: float, ci: float = 0.95) -> dict[str, float]:
@@ -190,7 +213,6 @@ def fit_survival_model(
         )
     groups = np.arange(n) if groups is None else np.asarray(groups)
     pp = dict(preprocess_params or {})
-    rng = np.random.default_rng(seed)
     data = CoxData.from_arrays(time, event)
     ysurv = np.c_[time, event]
     ev_times = time[event > 0]
@@ -268,8 +290,7 @@ def fit_survival_model(
     g_all = censoring_survival(time, event, time, left=True)
     tau = float(ev_times.max())
     mats_oof, conc_oof = _pair_matrices(time, event, oof_eta, tau=tau, g=g_all)
-    Wb = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_bootstrap)]
-                  ).astype(float) if n_bootstrap else np.zeros((0, n))
+    Wb = bootstrap_weights(n, n_bootstrap, seed)
     ones = np.ones((1, n))
     metrics: dict[str, Any] = {}
     for key, (num, den) in mats_oof.items():
@@ -407,6 +428,48 @@ def fit_survival_model(
     res.preprocessor = pre
     res.dropped_features = dict(pre.dropped_)
     return res
+
+
+def compare_c_indices(time, event, risk_a, risk_b, *, n_bootstrap: int = 200,
+                      seed: int = 0) -> dict[str, dict[str, float]]:
+    """Paired difference of Harrell's and Uno's C, ``risk_a`` minus ``risk_b``.
+
+    Both scores belong to the same patients (e.g. the out-of-fold scores of two models).
+    The interval is the percentile bootstrap over the resamples of
+    :func:`bootstrap_weights` (``seed``), i.e. the very resamples behind the per-model
+    intervals of :func:`fit_survival_model` with that seed.
+
+    Parameters
+    ----------
+    time : (n,) follow-up time; event : (n,) 0/1.
+    risk_a, risk_b : (n,) risk scores (higher = shorter survival).
+    n_bootstrap : resamples for the interval. seed : seeds the resamples.
+
+    Returns
+    -------
+    dict
+        ``{"harrell_c": {estimate, ci_low, ci_high, n_bootstrap}, "uno_c": {...}}``; the
+        estimate is C(risk_a) - C(risk_b) on all patients.
+    """
+    time = np.asarray(time, float)
+    event = np.asarray(event, float)
+    n = time.size
+    if np.shape(risk_a) != (n,) or np.shape(risk_b) != (n,):
+        raise StatsInputError(
+            f"risk scores of shapes {np.shape(risk_a)} and {np.shape(risk_b)} do not match "
+            f"the {n} patients; pass one score per patient for both models")
+    g_all = censoring_survival(time, event, time, left=True)
+    tau = float(time[event > 0].max())
+    mats_a, _ = _pair_matrices(time, event, np.asarray(risk_a, float), tau=tau, g=g_all)
+    mats_b, _ = _pair_matrices(time, event, np.asarray(risk_b, float), tau=tau, g=g_all)
+    Wb = bootstrap_weights(n, n_bootstrap, seed)
+    ones = np.ones((1, n))
+    out = {}
+    for key in mats_a:
+        est = _pair_stat(*mats_a[key], ones)[0] - _pair_stat(*mats_b[key], ones)[0]
+        boot = (_pair_stat(*mats_a[key], Wb) - _pair_stat(*mats_b[key], Wb)) if len(Wb) else []
+        out[f"{key}_c"] = _ci(boot, est)
+    return out
 
 
 def _calibration(time, event, lp, pred_risk, t, n_groups: int = 5) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The pre-specified primary family in the pipeline: ``--primary`` of ``pathxai run`` /
-``pathxai demo``, its default (the established panel), and that changing it (or the
-panel) re-runs only the statistics."""
+``pathxai demo``, its default (the established panel), that changing it (or the
+panel) re-runs only the statistics, and that the pre-specified multivariable model it
+defines reaches ``multivariable.json`` and the report next to the all-feature model."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from pathxai.features import registry  # noqa: E402
 from pathxai.pipeline import run  # noqa: E402
 from pathxai.pipeline.cli import _stats_params  # noqa: E402
 from pathxai.pipeline.stages import run_statistics  # noqa: E402
+from pathxai.report.html import _model_performance  # noqa: E402
 
 STATS = {"n_bootstrap": 10, "outer_folds": 3, "inner_folds": 3, "figures": False}
 
@@ -57,6 +59,19 @@ def test_run_statistics_passes_primary_features_to_analyze(tmp_path):
     assert saved["primary_features"] == ["prot", "noise*"]
     b = pd.read_csv(tmp_path / "stats" / "biomarkers.csv")
     assert (b.set_index("feature").loc[["prot", "harm"], "family"] == ["primary", "exploratory"]).all()
+    # the pre-specified model: primary family only, the headline; the all-feature model too
+    mv = json.loads((tmp_path / "stats" / "multivariable.json").read_text())
+    assert mv["headline"] == "primary"
+    assert mv["primary"]["features"] == saved["primary_family"]
+    assert {r["feature"] for r in mv["primary"]["coefficients"]} == set(saved["primary_family"])
+    assert mv["all_features"]["n_features"] == 6 and mv["harrell_c"] == mv["primary"]["harrell_c"]
+    perf = _model_performance(tmp_path / "stats")
+    rows = {r[0]: r for r in perf["survival"]["rows"]}
+    assert set(rows) == {"pre-specified (primary family) — headline", "all features (exploratory)"}
+    c = mv["primary"]["harrell_c"]
+    assert rows["pre-specified (primary family) — headline"][2] == (
+        f"{c['estimate']:.3f} ({c['ci_low']:.3f}–{c['ci_high']:.3f})")
+    assert perf["comparison"] is not None and perf["diagnostic"] is None
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +102,45 @@ def test_pipeline_defaults_to_the_established_panel(first):
     b = pd.read_csv(out / "stats" / "biomarkers.csv")
     assert set(b.loc[b["family"] == "primary", "feature"]) == set(family)
     assert "within each family" in params["multiple_testing"]
+    # the panel defines the pre-specified (headline) model; in this tiny stain-baseline run
+    # most panel features are missing on half of the patients, so it may not be fittable:
+    # then the all-feature model is the headline and the reason is shown
+    mv = json.loads((out / "stats" / "multivariable.json").read_text())
+    html = (out / "report.html").read_text()
+    assert 'id="performance"' in html
+    if mv["primary"] is None:
+        assert mv["headline"] == "all_features"
+        assert mv["primary_note"].startswith("pre-specified model not fitted")
+        assert "pre-specified model not fitted" in html
+    else:
+        assert mv["headline"] == "primary" and mv["primary"]["features"] == family
+        _assert_both_c_indices_shown(mv, html)
+
+
+def _assert_both_c_indices_shown(mv, html):
+    for key, label in (("primary", "pre-specified (primary family) — headline"),
+                       ("all_features", "all features (exploratory)")):
+        c = mv[key]["harrell_c"]
+        assert label in html and f"{c['estimate']:.3f} ({c['ci_low']:.3f}–{c['ci_high']:.3f})" in html
+
+
+@pytest.mark.slow
+def test_prespecified_model_reaches_the_report(first, tmp_path):
+    manifest, out = first
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    primary = ["area_mm2__*", "count__lymphocyte"]  # present for every patient of this run
+    run(manifest, copy, model="stain", stats_params={**STATS, "primary_features": primary},
+        progress=False)
+    c = _counts(copy)
+    assert (c["slides"]["computed"], c["aggregate"], c["stats"]) == (0, "cached", "computed")
+    mv = json.loads((copy / "stats" / "multivariable.json").read_text())
+    family = json.loads((copy / "stats" / "analysis.json").read_text())["primary_family"]
+    assert mv["headline"] == "primary" and mv["primary"]["features"] == family
+    coef = {r["feature"] for r in mv["primary"]["coefficients"] if r["kind"] == "feature"}
+    assert coef == set(family) and all(f.startswith(("area_mm2__", "count__lymphocyte")) for f in coef)
+    assert mv["all_features"]["n_features"] > len(family)
+    _assert_both_c_indices_shown(mv, (copy / "report.html").read_text())
 
 
 @pytest.mark.slow
@@ -101,6 +155,10 @@ def test_disabling_the_panel_reruns_only_the_statistics(first, tmp_path):
         0, "cached", "computed", "computed")
     assert json.loads((copy / "run.json").read_text())["parameters"]["primary_features"] is None
     assert set(pd.read_csv(copy / "stats" / "biomarkers.csv")["family"]) == {"exploratory"}
+    mv = json.loads((copy / "stats" / "multivariable.json").read_text())
+    assert mv["headline"] == "all_features" and mv["primary"] is None
+    html = (copy / "report.html").read_text()
+    assert "pre-specified (primary family)" not in html and "No pre-specified primary features" in html
 
 
 @pytest.mark.slow

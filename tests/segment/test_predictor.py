@@ -181,3 +181,46 @@ def test_default_checkpoint_loads():
     seg.set_image(_image(64, 64), mpp=seg.mpp)
     (r,) = seg.predict(["nuclei"])
     assert r.mask.shape == (64, 64)
+
+
+def test_remove_small_holes_fills_only_small_enclosed_holes():
+    from pathxai.segment.postprocess import remove_small_holes
+
+    mask = np.ones((40, 40), bool)
+    mask[5:8, 5:8] = False        # 9-px enclosed hole: filled
+    mask[15:30, 15:30] = False    # 225-px enclosed hole: kept
+    mask[0:3, 20:23] = False      # small, but open to the border: kept
+    out = remove_small_holes(mask, max_size=20)
+    assert out[5:8, 5:8].all()
+    assert not out[15:30, 15:30].any()
+    assert not out[0:3, 20:23].any()
+    assert out.sum() == mask.sum() + 9
+    assert remove_small_holes(mask, max_size=0).sum() == mask.sum()
+
+
+def test_segmentor_records_postprocess_settings():
+    try:
+        resolve_checkpoint_dir("default")
+    except Exception:
+        pytest.skip("no shipped checkpoint")
+    seg = Segmentor.from_pretrained("default", device="cpu", min_hole_um2=0)
+    assert seg.postprocess["min_hole_um2"] == 0
+    assert Segmentor.from_pretrained("default", device="cpu").postprocess["min_hole_um2"] == 400
+    with pytest.raises(ValueError, match="min_hole_um2"):
+        Segmentor.from_pretrained("default", device="cpu", min_hole_um2=-1)
+
+
+def test_close_gaps_closes_narrow_gaps_only_and_not_from_the_border():
+    from pathxai.segment.postprocess import close_gaps
+
+    mask = np.zeros((60, 60), bool)
+    mask[10:50, 5:25] = True
+    mask[10:50, 29:55] = True        # 4-px gap between two blocks: closed with radius 3
+    mask[0:2, 0:60] = True           # a band on the border, 8 px above the blocks
+    out = close_gaps(mask, radius=3)
+    assert out[20:40, 25:29].all()
+    assert (out | ~mask).all()       # never removes mask pixels
+    assert out[0:2].all() and not out[3:8, 30:40].any()
+    wide = mask.copy()
+    wide[:, 22:32] = False           # 10-px gap: stays open with radius 3
+    assert not close_gaps(wide, radius=3)[20:40, 24:30].any()
