@@ -8,7 +8,12 @@ Output (``docs/contracts.md``, plain mask layout, at the predictor's µm/px)::
 
     <out_dir>/<slug>.png              binary mask, 0/255 (``.tif``, tiled + zlib, when large)
     <out_dir>/<slug>.instances.tif    instance labels (uint32, tiled + zlib) for cell/nuclei
-    <out_dir>/tissue.png              the tissue tiles that were segmented (0/255)
+    <out_dir>/tissue.png              tissue within the segmented tiles (0/255): the slide's
+                                      tissue detector (:func:`pathxai.slides.tissue_mask`, holes
+                                      filled) resampled to the output grid; masks of region and
+                                      cell prompts are kept only inside it, so no class is
+                                      reported on glass (falls back to the segmented tiles
+                                      when the detector finds no tissue there)
     <out_dir>/thumbnails/<slug>.png   overlays of each mask on the slide thumbnail
     <out_dir>/meta.json               mpp, prompts, canonical labels, checkpoint hash, tile
                                       parameters, counts, timings
@@ -49,6 +54,31 @@ def _ramp(n: int, overlap: int) -> np.ndarray:
         w[:overlap] = r
         w[-overlap:] = np.minimum(w[-overlap:], r[::-1])
     return w
+
+
+def _tissue_on_grid(reader, shape: tuple[int, int], tiles_done: np.ndarray
+                    ) -> tuple[np.ndarray, str]:
+    """Tissue of the slide on the output grid ``shape`` (rows, cols), within ``tiles_done``.
+
+    Returns the mask and its source: ``"detector"`` (the slide's low-resolution tissue
+    detector, holes filled) or ``"tiles"`` (the segmented tiles, when the detector fails or
+    finds no tissue there).
+    """
+    from pathxai.slides import tissue_mask
+
+    try:
+        tm = tissue_mask(reader, mpp=max(8.0, float(reader.mpp or 8.0)))
+        low = np.asarray(tm.mask, bool)
+    except Exception:   # noqa: BLE001 - any detector failure: keep the tile union
+        return tiles_done, "tiles"
+    if not low.any():
+        return tiles_done, "tiles"
+    rows = np.minimum((np.arange(shape[0]) + 0.5) * low.shape[0] / shape[0], low.shape[0] - 1)
+    cols = np.minimum((np.arange(shape[1]) + 0.5) * low.shape[1] / shape[1], low.shape[1] - 1)
+    grid = low[rows.astype(int)[:, None], cols.astype(int)[None, :]] & tiles_done
+    if not grid.any():
+        return tiles_done, "tiles"
+    return grid, "detector"
 
 
 def _write_mask(path_stem: Path, arr: np.ndarray, *, instances: bool = False) -> Path:
@@ -145,6 +175,7 @@ def segment_slide(predictor: Any, slide: Any, prompts: str | Sequence[Any], *, o
         "checkpoint_hash": ckpt,
         "postprocess": getattr(predictor, "postprocess", None),
         "mpp": mpp, "tile_size": tile, "overlap": ov, "min_tissue": float(min_tissue),
+        "tissue_restriction": "slide tissue detector (holes filled) within segmented tiles",
         "prompts": [{"text": p.text, "label": p.label, "canonical": p.canonical,
                      "slug": p.slug, "instances": bool(p.is_instance_level)} for p in parsed],
     }
@@ -231,7 +262,8 @@ def segment_slide(predictor: Any, slide: Any, prompts: str | Sequence[Any], *, o
 
     files: dict[str, str] = {}
     counts: dict[str, dict] = {}
-    tissue = weights > 0
+    tiles_done = weights > 0
+    tissue, tissue_source = _tissue_on_grid(reader, (H, W), tiles_done)
     files["tissue"] = _write_mask(out / "tissue", tissue).name
     thumb = reader.thumbnail(thumbnail_size)
     (out / "thumbnails").mkdir(exist_ok=True)
@@ -239,8 +271,9 @@ def segment_slide(predictor: Any, slide: Any, prompts: str | Sequence[Any], *, o
     for i, p in enumerate(parsed):
         v = np.asarray(votes[i], np.float32)
         mask = np.zeros((H, W), bool)
-        np.divide(v, weights, out=v, where=tissue)
-        mask[tissue] = v[tissue] > 0.5
+        np.divide(v, weights, out=v, where=tiles_done)
+        inside = tiles_done if p.label == "background" else tissue
+        mask[inside] = v[inside] > 0.5
         files[p.slug] = _write_mask(out / p.slug, mask).name
         rec = {"label": p.label, "canonical": p.canonical,
                "area_fraction_of_tissue": float(mask.sum() / max(1, tissue.sum())),
@@ -263,6 +296,8 @@ def segment_slide(predictor: Any, slide: Any, prompts: str | Sequence[Any], *, o
         "files": files,
         "results": counts,
         "n_tiles": n_tiles,
+        "tissue_source": tissue_source,
+        "tissue_fraction_of_tiles": round(float(tissue.sum() / max(1, tiles_done.sum())), 4),
         "timings_s": {"total": round(time.perf_counter() - t_start, 3),
                       "read": round(t_read, 3), "predict": round(t_pred, 3)},
         "tiles_per_s": round(n_tiles / max(t_pred, 1e-9), 3),
