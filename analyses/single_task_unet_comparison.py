@@ -164,7 +164,11 @@ def _predictor(cfg: Config, cpu_seconds: float, seed: int, cdir: Path, log) -> t
         tr = seg.config.get("training", {})
         return seg, {"n_parameters": int(sum(p.numel() for p in seg.model.parameters())),
                      "checkpoint_sha256": seg.checkpoint_hash,
-                     "training": {"steps": tr.get("step"), "wall_minutes": tr.get("wall_minutes"),
+                     "training": {"steps": (sum(ph["end_step"] - (3000 if ph["run"].endswith("long")
+                                                                  else 0) for ph in tr["phases"])
+                                            if tr.get("phases") else tr.get("step")),
+                                  "wall_minutes": tr.get("total_minutes", tr.get("wall_minutes")),
+                                  "phases": tr.get("phases"),
                                   "sources": tr.get("config", {}).get("sources"),
                                   "batch_size": tr.get("config", {}).get("batch_size"),
                                   "device": tr.get("device"),
@@ -267,7 +271,9 @@ def write_report(out: Path, results: dict[str, dict], argv_info: dict) -> str:
             return f"{src}; {', '.join(aug)}"
         if what == "budget":
             if c.kind == "multitask":
-                return f"{tr.get('wall_minutes')} wall-min (CPU time not recorded)"
+                n = len(tr.get("phases") or []) or 1
+                return (f"{tr.get('wall_minutes')} min of 1-thread training in {n} phase(s) "
+                        "(CPU time not recorded)")
             return f"{tr['cpu_seconds'] / 60:.1f} CPU-min ({tr['wall_seconds'] / 60:.1f} wall-min)"
         if what == "steps":
             bs = tr.get("batch_size") or (tr.get("recipe") or {}).get("batch_size")
