@@ -212,14 +212,24 @@ def save_checkpoint(model: PromptSegmentationModel, config: dict, directory: str
     Path
         The folder.
     """
+    cfg = dict(config)
+    cfg["model"] = model.cfg.to_dict()
+    return write_checkpoint_files(model, cfg, directory,
+                                  metadata={"format": "pt", "pathxai": FORMAT})
+
+
+def write_checkpoint_files(model: torch.nn.Module, config: dict, directory: str | Path, *,
+                           metadata: dict[str, str]) -> Path:
+    """Atomically write ``model.safetensors`` (contiguous CPU tensors, exact dtypes, with
+    ``metadata``) and ``config.json`` (``config`` plus ``weights_sha256`` and
+    ``n_parameters``) into ``directory`` (created); returns the folder."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = d / (WEIGHTS_NAME + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt", "pathxai": FORMAT})
+    save_file(state, str(tmp), metadata=metadata)
     tmp.replace(d / WEIGHTS_NAME)
     cfg = dict(config)
-    cfg["model"] = model.cfg.to_dict()
     cfg["weights_sha256"] = file_sha256(d / WEIGHTS_NAME)
     cfg["n_parameters"] = int(sum(p.numel() for p in model.parameters()))
     tmpc = d / (CONFIG_NAME + ".tmp")

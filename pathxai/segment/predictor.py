@@ -81,6 +81,19 @@ def _to_uint8_rgb(image: Any) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3])
 
 
+def resample_rgb(image: np.ndarray, factor: float, *, min_side: int = 1) -> np.ndarray:
+    """Resize a uint8 RGB image ``(H, W, 3)`` by ``factor`` (bilinear, antialiased when
+    shrinking); each side becomes ``max(min_side, round(side * factor))``. A factor within
+    1e-3 of 1 returns ``image`` itself."""
+    if abs(factor - 1.0) < 1e-3:
+        return image
+    h, w = image.shape[:2]
+    size = (max(min_side, int(round(h * factor))), max(min_side, int(round(w * factor))))
+    t = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float()
+    t = F.interpolate(t, size=size, mode="bilinear", antialias=factor < 1, align_corners=False)
+    return t[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
 def _check_mpp(mpp: Any) -> float:
     if mpp is None:
         raise MissingMPPError(
@@ -262,14 +275,7 @@ class Segmentor:
         return (x - self._mean) / self._std
 
     def _to_model_grid(self, image: np.ndarray, mpp: float) -> np.ndarray:
-        f = mpp / self.mpp
-        if abs(f - 1.0) < 1e-3:
-            return image
-        h, w = image.shape[:2]
-        size = (max(STRIDE, int(round(h * f))), max(STRIDE, int(round(w * f))))
-        t = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float()
-        t = F.interpolate(t, size=size, mode="bilinear", antialias=f < 1, align_corners=False)
-        return t[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+        return resample_rgb(image, mpp / self.mpp, min_side=STRIDE)
 
     @torch.no_grad()
     def _encode_batch(self, tiles: np.ndarray) -> ImageState:

@@ -39,16 +39,23 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from scipy import ndimage
 from torch.nn import functional as F
 
 from pathxai.exceptions import CheckpointError, UnsupportedPromptError
 
 from . import data as D
-from .build import _PICKLE_SUFFIXES, IMAGENET_MEAN, IMAGENET_STD, file_sha256
+from .build import (
+    _PICKLE_SUFFIXES,
+    CONFIG_NAME,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    WEIGHTS_NAME,
+    write_checkpoint_files,
+)
 from .modeling.unet import UNET_STRIDE, UNet
-from .predictor import _check_mpp, _ramp, _to_uint8_rgb
+from .predictor import _check_mpp, _ramp, _to_uint8_rgb, resample_rgb
 from .types import PromptResult
 
 __all__ = ["train_unet", "UNetPredictor", "save_unet", "load_unet", "unet_loss",
@@ -342,25 +349,14 @@ def save_unet(model: UNet, config: dict, directory: str | Path) -> Path:
     Path
         The folder.
     """
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
     if "category" not in config or "mpp" not in config:
         raise CheckpointError("a U-Net checkpoint config needs 'category' and 'mpp'")
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = d / "model.safetensors.tmp"
-    save_file(state, str(tmp), metadata={"format": UNET_FORMAT})
-    tmp.replace(d / "model.safetensors")
     cfg = dict(config)
     cfg.update({
         "format": UNET_FORMAT, "unet": model.config(),
         "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
-        "n_parameters": int(sum(p.numel() for p in model.parameters())),
-        "weights_sha256": file_sha256(d / "model.safetensors"),
     })
-    tmpc = d / "config.json.tmp"
-    tmpc.write_text(json.dumps(cfg, indent=1) + "\n")
-    tmpc.replace(d / "config.json")
-    return d
+    return write_checkpoint_files(model, cfg, directory, metadata={"format": UNET_FORMAT})
 
 
 def load_unet(directory: str | Path) -> tuple[UNet, dict]:
@@ -374,7 +370,7 @@ def load_unet(directory: str | Path) -> tuple[UNet, dict]:
     d = Path(directory)
     if d.suffix.lower() in _PICKLE_SUFFIXES:
         raise CheckpointError(f"refusing {str(d)!r}: pickle checkpoints can run arbitrary code")
-    w, c = d / "model.safetensors", d / "config.json"
+    w, c = d / WEIGHTS_NAME, d / CONFIG_NAME
     if not (w.is_file() and c.is_file()):
         raise CheckpointError(f"{str(d)!r} is not a U-Net checkpoint folder "
                               "(needs model.safetensors and config.json)")
@@ -456,15 +452,6 @@ class UNetPredictor:
         return f"UNetPredictor(category={self.category!r}, mpp={self.mpp}, params={n})"
 
     # ------------------------------------------------------------------ images
-    def _to_grid(self, image: np.ndarray, f: float) -> np.ndarray:
-        if abs(f - 1.0) < 1e-3:
-            return image
-        h, w = image.shape[:2]
-        size = (max(UNET_STRIDE, int(round(h * f))), max(UNET_STRIDE, int(round(w * f))))
-        t = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float()
-        t = F.interpolate(t, size=size, mode="bilinear", antialias=f < 1, align_corners=False)
-        return t[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
-
     @torch.no_grad()
     def _forward(self, tiles: np.ndarray) -> np.ndarray:
         """Probabilities ``(B, h, w)`` of uint8 tiles ``(B, h, w, 3)`` (sides multiple of 8)."""
@@ -509,7 +496,7 @@ class UNetPredictor:
         """
         image = _to_uint8_rgb(image)
         mpp = _check_mpp(mpp)
-        prob = self._probability(self._to_grid(image, mpp / self.mpp))
+        prob = self._probability(resample_rgb(image, mpp / self.mpp, min_side=UNET_STRIDE))
         shape = image.shape[:2]
         if prob.shape != shape:
             t = torch.from_numpy(np.ascontiguousarray(prob))[None, None]

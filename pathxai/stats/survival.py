@@ -239,6 +239,17 @@ def fit_survival_model(
         Cz = (C - m) / np.where(sd > 0, sd, 1.0)
         return np.hstack([F, np.nan_to_num(Cz, nan=0.0)])
 
+    def inner_design(rows, split_seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Design matrices (preprocessing fitted on each inner training part) and the
+        inner training masks of the patients ``rows``."""
+        mats, masks = [], []
+        for itr in _inner_splits(rows, event, groups, inner_folds, split_seed):
+            m = np.zeros(n, bool)
+            m[itr] = True
+            mats.append(full_matrix(FeaturePreprocessor(**pp).fit(X.iloc[itr], ysurv[itr]), itr))
+            masks.append(m)
+        return mats, masks
+
     # ---------------- outer loop ----------------
     outer = StratifiedGroupKFold(n_splits=outer_folds, shuffle=True, random_state=seed)
     oof_eta = np.full(n, np.nan)
@@ -253,13 +264,7 @@ def fit_survival_model(
     for f, (tr, te) in enumerate(outer.split(np.zeros(n), event, groups)):
         train = np.zeros(n, bool)
         train[tr] = True
-        inner = _inner_splits(tr, event, groups, inner_folds, seed + 1 + f)
-        mats, masks = [], []
-        for itr in inner:
-            m = np.zeros(n, bool)
-            m[itr] = True
-            mats.append(full_matrix(FeaturePreprocessor(**pp).fit(X.iloc[itr], ysurv[itr]), itr))
-            masks.append(m)
+        mats, masks = inner_design(tr, seed + 1 + f)
         pre_f = FeaturePreprocessor(**pp).fit(X.iloc[tr], ysurv[tr])
         Xf = full_matrix(pre_f, tr)
         best, lambdas, path, _ = _cv_choose([*mats, Xf], train, masks, data, l1_ratio,
@@ -333,13 +338,7 @@ def fit_survival_model(
 
     # ---------------- final model on all patients ----------------
     all_idx = np.arange(n)
-    inner = _inner_splits(all_idx, event, groups, inner_folds, seed + 1000)
-    mats, masks = [], []
-    for itr in inner:
-        m = np.zeros(n, bool)
-        m[itr] = True
-        mats.append(full_matrix(FeaturePreprocessor(**pp).fit(X.iloc[itr], ysurv[itr]), itr))
-        masks.append(m)
+    mats, masks = inner_design(all_idx, seed + 1000)
     pre = FeaturePreprocessor(**pp).fit(X, ysurv)
     Xa = full_matrix(pre, all_idx)
     best, lambdas, path, cvl = _cv_choose([*mats, Xa], np.ones(n, bool), masks, data, l1_ratio,

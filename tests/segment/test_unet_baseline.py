@@ -13,14 +13,6 @@ from pathxai.segment.modeling import UNET_SIZES, UNet
 from pathxai.segment.unet_baseline import UNetPredictor, load_unet, train_unet, unet_loss
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _n_params(m: torch.nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
