@@ -108,16 +108,46 @@ def remove_small_holes(mask: np.ndarray, *, max_size: int) -> np.ndarray:
     return mask | fill[holes]
 
 
-def close_gaps(mask: np.ndarray, *, radius: float) -> np.ndarray:
+def close_gaps(mask: np.ndarray, *, radius: float, coarse_px: float = 6.0) -> np.ndarray:
     """Morphological closing of ``mask`` with a disk of ``radius`` pixels (Euclidean).
 
     Dilation and erosion are thresholds of exact distance transforms, so the cost does not
     grow with the radius. Outside the array counts as unknown: the erosion does not eat in
     from the border, so tiles can be closed independently. Returns a new bool array that
     contains ``mask``.
+
+    When ``radius`` is at least ``2 * coarse_px`` pixels, the closing is computed on a grid
+    ``f = floor(radius / coarse_px)`` times coarser (``f * f`` blocks that lie wholly inside
+    the mask, closed with radius ``radius / f``), brought back by nearest-neighbour
+    upsampling and joined to ``mask``: about ``f**2`` times less work, and conservative,
+    because the closing is increasing and the block mask lies inside ``mask``, so the result
+    adds only pixels that the exact closing adds too (up to pixel discretisation), never
+    boundary growth. Gaps narrower than about ``2 * radius - 2 * f`` pixels are still bridged.
+    ``coarse_px=inf`` forces the exact computation.
     """
     mask = np.asarray(mask, bool)
     if radius <= 0 or not mask.any() or mask.all():
+        return mask.copy()
+    f = int(radius // coarse_px) if np.isfinite(coarse_px) and coarse_px > 0 else 1
+    if f < 2:
+        return _close_exact(mask, radius)
+    h, w = mask.shape
+    ph, pw = (-h) % f, (-w) % f
+    padded = np.pad(mask, ((0, ph), (0, pw)), mode="edge")
+    blocks = padded[0::f, 0::f].copy()
+    for dy in range(f):
+        for dx in range(f):
+            if dy or dx:
+                blocks &= padded[dy::f, dx::f]
+    if not blocks.any():
+        return mask.copy()
+    closed = _close_exact(blocks, radius / f)
+    up = np.repeat(np.repeat(closed, f, axis=0), f, axis=1)[:h, :w]
+    return up | mask
+
+
+def _close_exact(mask: np.ndarray, radius: float) -> np.ndarray:
+    if mask.all():
         return mask.copy()
     dilated = ndimage.distance_transform_edt(~mask) <= radius
     if dilated.all():

@@ -224,3 +224,30 @@ def test_close_gaps_closes_narrow_gaps_only_and_not_from_the_border():
     wide = mask.copy()
     wide[:, 22:32] = False           # 10-px gap: stays open with radius 3
     assert not close_gaps(wide, radius=3)[20:40, 24:30].any()
+
+
+def test_close_gaps_coarse_grid_is_conservative_and_still_bridges_gaps():
+    from scipy import ndimage
+
+    from pathxai.segment.postprocess import close_gaps
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):   # blobby masks: smoothed noise thresholded
+        noise = ndimage.gaussian_filter(rng.normal(size=(256, 256)), 6)
+        mask = noise > np.quantile(noise, 0.55)
+        exact = close_gaps(mask, radius=12, coarse_px=np.inf)
+        coarse = close_gaps(mask, radius=12)
+        assert (coarse >= mask).all()
+        # only pixels the exact closing adds (one pixel of discretisation slack)
+        assert not (coarse & ~ndimage.binary_dilation(exact)).any()
+        added_exact, added_coarse = (exact & ~mask).sum(), (coarse & ~mask).sum()
+        assert added_coarse >= 0.75 * added_exact
+    bars = np.zeros((120, 120), bool)
+    bars[20:100, 10:50] = True
+    bars[20:100, 58:110] = True      # 8-px gap: bridged at radius 12 on the 2x coarser grid
+    out = close_gaps(bars, radius=12)
+    assert out[40:80, 50:58].all()
+    wide = np.zeros_like(bars)
+    wide[20:100, 10:40] = True
+    wide[20:100, 80:110] = True      # 40-px gap: stays open
+    assert not close_gaps(wide, radius=12)[30:90, 45:75].any()
