@@ -196,6 +196,8 @@ class Segmentor:
         return {"presence_threshold": self.presence_threshold,
                 "mask_threshold": self.mask_threshold, "min_hole_um2": self.min_hole_um2,
                 "close_um": self.close_um,
+                "closing": "distance-transform disk closing on a 2x coarser grid from a "
+                           "12 px radius (postprocess.close_gaps, coarse_px=6)",
                 "instances": "watershed on the distance map; mask = union of instances"}
 
     @classmethod
