@@ -15,6 +15,8 @@ measurement with 8 region-level prompts to separate that cost from the decoder's
 decoder once per prompt, maps at tile size) and ``postprocess_share_8_prompts`` the share of
 the 8-prompt time spent after it (thresholds, closing, hole filling, watershed), which
 grows with the number of prompts by construction.
+The 1- and 8-prompt runs alternate ``--repeats`` times and each ratio is the median of the
+per-pair ratios (a shared machine's speed drifts; tiles/s are the best run of each).
 ``--architecture small|base`` times an untrained network of that size (timing does not
 depend on the weights) to show how the ratio falls as the encoder's share grows.
 
@@ -88,19 +90,16 @@ def _tiles(seg: Segmentor, n: int) -> tuple[list[np.ndarray], str]:
     return [rng.integers(0, 256, (256, 256, 3), dtype=np.uint8) for _ in range(n)], "random"
 
 
-def _time(seg: Segmentor, tiles, prompts, repeats: int = 2) -> float:
-    seg.predict_batch(tiles[: seg.batch_size], prompts, mpp=seg.mpp)  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def _full_runner(seg: Segmentor, tiles, prompts):
+    """Everything ``predict_batch`` does: network, thresholds, post-processing, instances."""
+    def run() -> None:
         seg.predict_batch(tiles, prompts, mpp=seg.mpp)
         if seg.device.type == "cuda":
             torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return run
 
 
-def _time_network(seg: Segmentor, tiles, prompts, repeats: int = 2) -> float:
+def _network_runner(seg: Segmentor, tiles, prompts):
     """Encoder + decoder only (probability, distance and presence maps at tile size, no
     thresholding, closing, hole filling or watershed): the cost that "encode each tile once
     for all prompts" is about."""
@@ -112,14 +111,24 @@ def _time_network(seg: Segmentor, tiles, prompts, repeats: int = 2) -> float:
             seg._maps_for_state(seg._encode_batch(b), len(b), queries)
         if seg.device.type == "cuda":
             torch.cuda.synchronize()
+    return run
 
-    run()   # warm-up
-    best = float("inf")
+
+def _paired(one, many, repeats: int) -> tuple[float, float, float]:
+    """Time ``one`` and ``many`` alternately ``repeats`` times (after a warm-up of each).
+
+    Returns (best time of ``one``, best time of ``many``, median of the per-pair ratios
+    many/one): pairing cancels the slow drifts of a shared machine's speed.
+    """
+    one(), many()
+    t1s, t8s = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        for f, acc in ((one, t1s), (many, t8s)):
+            t0 = time.perf_counter()
+            f()
+            acc.append(time.perf_counter() - t0)
+    ratios = np.asarray(t8s) / np.asarray(t1s)
+    return min(t1s), min(t8s), float(np.median(ratios))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -131,6 +140,8 @@ def main(argv: list[str] | None = None) -> dict:
                     help="time an untrained network of this registry size instead")
     ap.add_argument("--json", default=None, help="also write the figures here")
     ap.add_argument("--no-slide", action="store_true", help="skip the whole-slide timing")
+    ap.add_argument("--repeats", type=int, default=7,
+                    help="alternating 1-prompt / 8-prompt timings; ratios are their median")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     seg, which = _load(a.checkpoint)
@@ -138,19 +149,23 @@ def main(argv: list[str] | None = None) -> dict:
         seg = _untrained(a.architecture, seg.config["trained_labels"])
         which = f"untrained {a.architecture}"
     tiles, src = _tiles(seg, a.n_tiles)
-    t1 = _time(seg, tiles, PROMPTS_8[:1])
-    t8 = _time(seg, tiles, PROMPTS_8)
-    t8r = _time(seg, tiles, REGIONS_8)
-    n1, n8 = _time_network(seg, tiles, PROMPTS_8[:1]), _time_network(seg, tiles, PROMPTS_8)
+    r = a.repeats
+    t1, t8, ratio = _paired(_full_runner(seg, tiles, PROMPTS_8[:1]),
+                            _full_runner(seg, tiles, PROMPTS_8), r)
+    _, _, ratio_r = _paired(_full_runner(seg, tiles, PROMPTS_8[:1]),
+                            _full_runner(seg, tiles, REGIONS_8), r)
+    _, n8, ratio_n = _paired(_network_runner(seg, tiles, PROMPTS_8[:1]),
+                             _network_runner(seg, tiles, PROMPTS_8), r)
     res = {
         "model": which, "device": seg.device.type,
         "precision": "bf16 autocast" if seg.device.type == "cuda" else "fp32",
         "threads": a.threads, "tiles": len(tiles), "tile_px": 256, "tile_source": src,
         "tiles_per_s_1_prompt": round(len(tiles) / t1, 2),
         "tiles_per_s_8_prompts": round(len(tiles) / t8, 2),
-        "cost_ratio_8_vs_1": round(t8 / t1, 3),
-        "cost_ratio_8_vs_1_regions": round(t8r / t1, 3),
-        "cost_ratio_8_vs_1_network": round(n8 / n1, 3),
+        "repeats": r,
+        "cost_ratio_8_vs_1": round(ratio, 3),
+        "cost_ratio_8_vs_1_regions": round(ratio_r, 3),
+        "cost_ratio_8_vs_1_network": round(ratio_n, 3),
         "postprocess_share_8_prompts": round(max(0.0, t8 - n8) / t8, 3),
         "parameters": sum(p.numel() for p in seg.model.parameters()),
     }
