@@ -180,3 +180,32 @@ def test_fine_tuning_refuses_a_different_resolution(tmp_path):
                       sources={"synthetic": 1.0}, init_from="default")
     with pytest.raises(TrainConfigError, match="µm/px"):
         train(cfg, log=lambda s: None)
+
+
+def test_shipped_recipe_configs_parse_and_chain_like_the_rebuild_script():
+    """The shipped checkpoint's recorded phases name the package's configs, in the order of
+    analyses/train_default_checkpoint.sh, and each fine-tuning phase starts from the previous
+    phase's run (so the one documented command rebuilds the recipe)."""
+    from pathlib import Path
+
+    import pathxai.segment as seg_pkg
+
+    pkg = Path(seg_pkg.__file__).parent
+    repo = pkg.parents[1]
+    cfgs = {p.name: TrainConfig.from_yaml(p) for p in sorted((pkg / "configs").glob("*.yaml"))}
+    assert cfgs, "no training configs shipped"
+    shipped = json.loads((pkg / "weights" / "default" / "config.json").read_text())
+    phases = shipped["training"]["phases"]
+    script = (repo / "analyses" / "train_default_checkpoint.sh").read_text()
+    order = [script.index(f"configs/{Path(ph['config']).name} --out {ph['run']}") for ph in phases]
+    assert order == sorted(order), "phases run in another order than the script"
+    for prev, ph in zip(phases, phases[1:]):
+        cfg = cfgs[Path(ph["config"]).name]
+        assert cfg.init_from in (None, f"{prev['run']}/last"), (ph["config"], cfg.init_from)
+        assert ph["end_step"] > 0 and ph["minutes"] > 0
+    last = cfgs[Path(phases[-1]["config"]).name]
+    assert shipped["training"]["config"]["name"] == last.name
+    assert shipped["training"]["config"]["crop"] == last.crop
+    assert shipped["training"]["total_minutes"] == pytest.approx(
+        sum(ph["minutes"] for ph in phases), abs=0.2)
+    assert f'"$PY" - {phases[-1]["run"]}/last' in script, "the script exports another run"
