@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = Path(args.demo_dir)
     manifest = prepare_demo_cohort(demo / "cohort", n_patients=args.patients, seed=args.seed)
     truth = json.loads((demo / "cohort" / "ground_truth.json").read_text())
+    cohort = load_cohort(manifest)
     stats_params = {} if args.primary is None else {"primary_features": parse_primary_option(args.primary)}
     summary: dict = {}
     if args.oracle_only and (out / "summary.json").is_file():  # keep the last pipeline results
@@ -255,10 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         ranks = planted_ranks(result.biomarkers, truth)
         ranks.to_csv(out / "planted_effect_ranks.csv", index=False)
         mv_path = Path(result.out_dir) / "stats" / "multivariable.json"
-        clin = load_cohort(manifest)
         summary = {
             "c_index": (c_index_summary(json.loads(mv_path.read_text()), planted_c_index(
-                truth, clin.clinical, clin.patient_col, clin.time_col, clin.event_col))
+                truth, cohort.clinical, cohort.patient_col, cohort.time_col, cohort.event_col))
                 if mv_path.is_file() else None),
             "model": model,
             "run_dir": str(result.out_dir),
@@ -273,7 +273,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.oracle or args.oracle_only:
         from pathxai.stats import analyze
 
-        cohort = load_cohort(manifest)
         cache = Path(args.oracle_features) if args.oracle_features else None
         truth_features = oracle_features(demo / "cohort", cache)
         primary = (result.info.get("parameters", {}).get("stats", {}).get("primary_features", "established")

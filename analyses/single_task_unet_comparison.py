@@ -156,6 +156,16 @@ def build_test_sets(out: Path) -> dict[str, pd.DataFrame]:
 
 
 # --------------------------------------------------------------------------- running
+def _phase_steps(training: dict) -> int | None:
+    """Optimizer steps of a multi-phase checkpoint: ``long`` continues the previous phase's
+    step counter (analyses/train_default_checkpoint.sh), the other phases start at 0."""
+    phases = training.get("phases")
+    if not phases:
+        return training.get("step")
+    return sum(ph["end_step"] - (prev["end_step"] if ph["run"].endswith("long") else 0)
+               for prev, ph in zip([{"end_step": 0}, *phases], phases))
+
+
 def _predictor(cfg: Config, cpu_seconds: float, seed: int, cdir: Path, log) -> tuple:
     """(predictor, info dict) of a config: trains the U-Nets."""
     if cfg.kind == "stain":
@@ -169,9 +179,7 @@ def _predictor(cfg: Config, cpu_seconds: float, seed: int, cdir: Path, log) -> t
         tr = seg.config.get("training", {})
         return seg, {"n_parameters": int(sum(p.numel() for p in seg.model.parameters())),
                      "checkpoint_sha256": seg.checkpoint_hash,
-                     "training": {"steps": (sum(ph["end_step"] - (3000 if ph["run"].endswith("long")
-                                                                  else 0) for ph in tr["phases"])
-                                            if tr.get("phases") else tr.get("step")),
+                     "training": {"steps": _phase_steps(tr),
                                   "wall_minutes": tr.get("total_minutes", tr.get("wall_minutes")),
                                   "phases": tr.get("phases"),
                                   "sources": tr.get("config", {}).get("sources"),

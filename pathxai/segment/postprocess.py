@@ -6,7 +6,12 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-__all__ = ["close_gaps", "instances_from_maps", "relabel_sequential", "remove_small_holes"]
+__all__ = ["CLOSE_COARSE_PX", "close_gaps", "instances_from_maps", "relabel_sequential", "remove_small_holes"]
+
+
+#: :func:`close_gaps` works on a grid ``floor(radius / CLOSE_COARSE_PX)`` times coarser once
+#: that factor reaches 2 (radius >= 2 * CLOSE_COARSE_PX pixels)
+CLOSE_COARSE_PX = 6.0
 
 
 def relabel_sequential(labels: np.ndarray) -> np.ndarray:
@@ -108,7 +113,8 @@ def remove_small_holes(mask: np.ndarray, *, max_size: int) -> np.ndarray:
     return mask | fill[holes]
 
 
-def close_gaps(mask: np.ndarray, *, radius: float, coarse_px: float = 6.0) -> np.ndarray:
+def close_gaps(mask: np.ndarray, *, radius: float, coarse_px: float = CLOSE_COARSE_PX
+               ) -> np.ndarray:
     """Morphological closing of ``mask`` with a disk of ``radius`` pixels (Euclidean).
 
     Dilation and erosion are thresholds of exact distance transforms, so the cost does not

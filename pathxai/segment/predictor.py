@@ -53,7 +53,7 @@ from .build import (
     resolve_checkpoint_dir,
 )
 from .modeling import STRIDE, ImageState, PromptSegmentationModel, Vocabulary
-from .postprocess import close_gaps, instances_from_maps, remove_small_holes
+from .postprocess import CLOSE_COARSE_PX, close_gaps, instances_from_maps, remove_small_holes
 from .types import PromptResult
 
 __all__ = ["Segmentor"]
@@ -197,7 +197,8 @@ class Segmentor:
                 "mask_threshold": self.mask_threshold, "min_hole_um2": self.min_hole_um2,
                 "close_um": self.close_um,
                 "closing": "distance-transform disk closing on a 2x coarser grid from a "
-                           "12 px radius (postprocess.close_gaps, coarse_px=6)",
+                           f"{2 * CLOSE_COARSE_PX:g} px radius (postprocess.close_gaps, "
+                           f"coarse_px={CLOSE_COARSE_PX:g})",
                 "instances": "watershed on the distance map; mask = union of instances"}
 
     @classmethod
@@ -387,7 +388,7 @@ class Segmentor:
         for k in np.flatnonzero(keep):
             mask |= pr[k] > self.mask_threshold
         if not p.is_instance_level and p.label != "background" and mask.any():
-            mask = close_gaps(mask, radius=self.close_um / mpp_grid)
+            mask = close_gaps(mask, radius=self.close_um / mpp_grid, coarse_px=CLOSE_COARSE_PX)
             mask = remove_small_holes(mask, max_size=int(self.min_hole_um2 / mpp_grid ** 2))
         d = dist[idx].max(0) if p.is_instance_level else None
         return mask, probability, float(ps.max()), d
