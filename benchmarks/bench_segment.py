@@ -8,6 +8,10 @@
 3. Whole-slide segmentation of ``cmu-1-small-region.svs`` (2220 × 2967 px at 0.499 µm/px)
    for 3 prompts with :func:`pathxai.segment.slide.segment_slide`.
 
+The single prompt is ``tumor`` (tissue-level) and, separately, ``nuclei`` (nucleus-level;
+``cost_ratio_8_vs_1_nuclei``). A checkpoint with ``tissue_mpp`` answers tissue-level prompts
+on a coarser grid than cell/nucleus prompts, so each tile is encoded once per grid the prompts
+need: one tissue prompt needs only the coarse grid, the 8 prompts need both.
 The 8 prompts include two instance-level ones (nuclei, lymphocytes), whose watershed
 post-processing is per prompt and per tile; ``cost_ratio_8_vs_1_regions`` repeats the
 measurement with 8 region-level prompts to separate that cost from the decoder's.
@@ -100,15 +104,21 @@ def _full_runner(seg: Segmentor, tiles, prompts):
 
 
 def _network_runner(seg: Segmentor, tiles, prompts):
-    """Encoder + decoder only (probability, distance and presence maps at tile size, no
-    thresholding, closing, hole filling or watershed): the cost that "encode each tile once
-    for all prompts" is about."""
+    """Encoder + decoder only (probability, distance and presence maps, no thresholding,
+    closing, hole filling or watershed): the cost that "encode each tile once for all
+    prompts" is about. Each tile batch is encoded once per working grid the prompts need
+    (``mpp`` for cell/nucleus prompts, ``tissue_mpp`` for tissue-level ones)."""
+    from pathxai.segment.predictor import resample_rgb
+
     queries, _ = seg._queries(seg.ontology.parse_many(prompts))
-    batches = [np.stack(tiles[i:i + seg.batch_size]) for i in range(0, len(tiles), seg.batch_size)]
+    groups = {g: [queries[k] for k in ks] for g, ks in seg._split_by_grid(queries).items()}
+    batches = {g: [np.stack([resample_rgb(t, seg.mpp / g) for t in tiles[i:i + seg.batch_size]])
+                   for i in range(0, len(tiles), seg.batch_size)] for g in groups}
 
     def run() -> None:
-        for b in batches:
-            seg._maps_for_state(seg._encode_batch(b), len(b), queries)
+        for g, qs in groups.items():
+            for b in batches[g]:
+                seg._maps_for_state(seg._encode_batch(b), len(b), qs)
         if seg.device.type == "cuda":
             torch.cuda.synchronize()
     return run
@@ -152,6 +162,8 @@ def main(argv: list[str] | None = None) -> dict:
     r = a.repeats
     t1, t8, ratio = _paired(_full_runner(seg, tiles, PROMPTS_8[:1]),
                             _full_runner(seg, tiles, PROMPTS_8), r)
+    t1n, _, ratio_nuc = _paired(_full_runner(seg, tiles, ["nuclei"]),
+                                _full_runner(seg, tiles, PROMPTS_8), r)
     _, _, ratio_r = _paired(_full_runner(seg, tiles, PROMPTS_8[:1]),
                             _full_runner(seg, tiles, REGIONS_8), r)
     _, n8, ratio_n = _paired(_network_runner(seg, tiles, PROMPTS_8[:1]),
@@ -161,9 +173,12 @@ def main(argv: list[str] | None = None) -> dict:
         "precision": "bf16 autocast" if seg.device.type == "cuda" else "fp32",
         "threads": a.threads, "tiles": len(tiles), "tile_px": 256, "tile_source": src,
         "tiles_per_s_1_prompt": round(len(tiles) / t1, 2),
+        "tiles_per_s_1_prompt_nuclei": round(len(tiles) / t1n, 2),
         "tiles_per_s_8_prompts": round(len(tiles) / t8, 2),
+        "grids_mpp": {"tissue-level": seg.tissue_mpp, "cell/nucleus": seg.mpp},
         "repeats": r,
         "cost_ratio_8_vs_1": round(ratio, 3),
+        "cost_ratio_8_vs_1_nuclei": round(ratio_nuc, 3),
         "cost_ratio_8_vs_1_regions": round(ratio_r, 3),
         "cost_ratio_8_vs_1_network": round(ratio_n, 3),
         "postprocess_share_8_prompts": round(max(0.0, t8 - n8) / t8, 3),

@@ -426,11 +426,19 @@ class KatherMosaicSource:
         The ``kather2016`` folder (``labels.csv``, ``tiles/``).
     exclude : sequence of str
         Tile file stems held out.
+    grid : int or None
+        Tiles per mosaic side (2: a 2×2 mosaic). Each mosaic is resized to the crop, so a
+        crop shows tiles at their own µm/px only when ``grid * tile side ≈ crop``; None
+        picks that grid (at least 2) for the requested crop.
     """
 
     name = "kather2016"
 
-    def __init__(self, root: Path, *, mpp: float, exclude: Sequence[str] = ()):
+    def __init__(self, root: Path, *, mpp: float, exclude: Sequence[str] = (),
+                 grid: int | None = 2):
+        self.grid = None if grid is None else int(grid)
+        if self.grid is not None and self.grid < 1:
+            raise ValueError(f"grid={grid!r} must be a positive number of tiles per side")
         import pandas as pd
 
         from pathxai.datasets.index import load_image
@@ -451,20 +459,21 @@ class KatherMosaicSource:
 
     def sample(self, rng: np.random.Generator, crop: int) -> Sample:
         side = min(t[0].shape[0] for t in self.tiles)
-        picks = [self.tiles[int(rng.integers(len(self.tiles)))] for _ in range(4)]
+        g = self.grid or max(2, round(crop / side))
+        picks = [self.tiles[int(rng.integers(len(self.tiles)))] for _ in range(g * g)]
         rows = []
-        cls = np.zeros((2 * side, 2 * side), np.int16)
+        cls = np.zeros((g * side, g * side), np.int16)
         names = sorted({c for _, c in picks})
-        for i in range(2):
+        for i in range(g):
             row = []
-            for j in range(2):
-                img, c = picks[2 * i + j]
+            for j in range(g):
+                img, c = picks[g * i + j]
                 k = int(rng.integers(0, 4))
                 row.append(np.rot90(img[:side, :side], k))
                 cls[i * side:(i + 1) * side, j * side:(j + 1) * side] = names.index(c) + 1
             rows.append(np.concatenate(row, 1))
         mosaic = np.ascontiguousarray(np.concatenate(rows, 0))
-        img, (c,), _ = crop_and_augment(rng, mosaic, [cls], crop, scale=2 * side / crop)
+        img, (c,), _ = crop_and_augment(rng, mosaic, [cls], crop, scale=g * side / crop)
         targets = []
         for lab in KATHER_DECIDED:
             m = np.zeros(c.shape, bool)

@@ -28,6 +28,13 @@ enclosed holes smaller than ``min_hole_um2`` (default 400 µm², a 20 µm square
 The model tends to carve the nuclei of other cell types (e.g. tumour-infiltrating lymphocytes)
 out of a region, which would otherwise put those cells *outside* the region they infiltrate
 (on the synthetic demo slides this undercounted lymphocytes inside tumour by a factor of ten).
+
+Scales: cell- and nucleus-level prompts are answered at the checkpoint's ``mpp`` (0.5 µm/px);
+tissue-level prompts at its ``tissue_mpp`` when it has one (1.0 µm/px for the shipped model:
+glands, tumour regions and stroma are judged from their surroundings, and a coarser grid shows
+the network four times the area per pixel). The image is encoded once per grid that the
+prompts need; region masks are brought to the input grid by bilinear interpolation of the
+mask (smooth edges), instance labels by nearest neighbour.
 """
 
 from __future__ import annotations
@@ -92,6 +99,12 @@ def resample_rgb(image: np.ndarray, factor: float, *, min_side: int = 1) -> np.n
     t = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float()
     t = F.interpolate(t, size=size, mode="bilinear", antialias=factor < 1, align_corners=False)
     return t[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def _resize_float(arr: np.ndarray, shape) -> np.ndarray:
+    """Bilinear resize of a float map ``(H, W)`` to ``shape``."""
+    t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None, None]
+    return F.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
 def _check_mpp(mpp: Any) -> float:
@@ -182,7 +195,9 @@ class Segmentor:
         n = config["normalization"]
         self._mean = torch.tensor(n["mean"], device=self.device)[None, :, None, None]
         self._std = torch.tensor(n["std"], device=self.device)[None, :, None, None]
-        self._encoded: _Encoded | None = None
+        self._image: np.ndarray | None = None
+        self._image_mpp: float | None = None
+        self._encodings: dict[float, _Encoded] = {}
         self._text_cache: dict[tuple, tuple[torch.Tensor, ...]] = {}
         #: number of image-encoder forward passes so far (one per tile batch)
         self.n_encoder_calls = 0
@@ -196,9 +211,10 @@ class Segmentor:
         return {"presence_threshold": self.presence_threshold,
                 "mask_threshold": self.mask_threshold, "min_hole_um2": self.min_hole_um2,
                 "close_um": self.close_um,
-                "closing": "distance-transform disk closing on a 2x coarser grid from a "
-                           f"{2 * CLOSE_COARSE_PX:g} px radius (postprocess.close_gaps, "
-                           f"coarse_px={CLOSE_COARSE_PX:g})",
+                "closing": "distance-transform disk closing of radius close_um; radii of at "
+                           f"least {2 * CLOSE_COARSE_PX:g} px are closed on a grid floor(radius "
+                           f"/ {CLOSE_COARSE_PX:g}) times coarser (postprocess.close_gaps)",
+                "tissue_mpp": self.tissue_mpp,
                 "instances": "watershed on the distance map; mask = union of instances"}
 
     @classmethod
@@ -218,6 +234,13 @@ class Segmentor:
     def mpp(self) -> float:
         """µm per pixel the model works at."""
         return float(self.config["mpp"])
+
+    @property
+    def tissue_mpp(self) -> float:
+        """µm per pixel tissue-level prompts are answered at: the checkpoint's
+        ``tissue_mpp`` (a coarser grid gives those prompts a wider field of view), else
+        :attr:`mpp`."""
+        return float(self.config.get("tissue_mpp") or self.config["mpp"])
 
     @property
     def tile_size(self) -> int:
@@ -277,9 +300,6 @@ class Segmentor:
     def _normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self._mean) / self._std
 
-    def _to_model_grid(self, image: np.ndarray, mpp: float) -> np.ndarray:
-        return resample_rgb(image, mpp / self.mpp, min_side=STRIDE)
-
     @torch.no_grad()
     def _encode_batch(self, tiles: np.ndarray) -> ImageState:
         """Encode ``(B, h, w, 3)`` uint8 tiles (``h, w`` multiples of 32)."""
@@ -291,13 +311,31 @@ class Segmentor:
         return state
 
     def set_image(self, image: np.ndarray, *, mpp: float) -> Segmentor:
-        """Resample ``image`` (H, W, 3) at ``mpp`` µm/px to the model grid and encode it once.
+        """Take ``image`` (H, W, 3) at ``mpp`` µm/px for the following :meth:`predict` calls.
 
-        The encoding is cached; :meth:`predict` answers any number of prompts from it.
+        The image is encoded once per working grid (:attr:`mpp` for cell and nucleus
+        prompts, :attr:`tissue_mpp` for tissue-level prompts), on the first prompt that
+        needs that grid, and the encoding is cached: any number of prompts reuse it.
         """
         image = _to_uint8_rgb(image)
         mpp = _check_mpp(mpp)
-        img = self._to_model_grid(image, mpp)
+        self._image, self._image_mpp = image, mpp
+        self._encodings = {}
+        return self
+
+    @property
+    def _encoded(self) -> _Encoded:
+        """The encoding on the cell/nucleus grid (:attr:`mpp`), computed on first use."""
+        return self._encoding(self.mpp)
+
+    def _encoding(self, grid_mpp: float) -> _Encoded:
+        """Encoding of the current image on the grid of ``grid_mpp`` µm/px (cached)."""
+        if self._image is None:
+            raise RuntimeError("call set_image(image, mpp=...) before predict(prompts)")
+        if grid_mpp in self._encodings:
+            return self._encodings[grid_mpp]
+        image, mpp = self._image, self._image_mpp
+        img = resample_rgb(image, mpp / grid_mpp, min_side=STRIDE)
         h, w = img.shape[:2]
         if max(h, w) <= self.max_side:
             ph, pw = (-h) % STRIDE, (-w) % STRIDE
@@ -318,10 +356,19 @@ class Segmentor:
                 batch = np.stack([padded[y:y + th, x:x + tw] for y, x, th, tw in chunk])
                 states.append(self._encode_batch(batch))
                 boxes.append(chunk)
-        self._encoded = _Encoded(states, boxes, (h, w), image.shape[:2], mpp)
-        return self
+        enc = _Encoded(states, boxes, (h, w), image.shape[:2], mpp)
+        self._encodings[grid_mpp] = enc
+        return enc
 
     # ------------------------------------------------------------------ decoding
+    def grid_mpp(self, label: str) -> float:
+        """µm/px at which ``label`` is answered: :attr:`tissue_mpp` for tissue-level labels,
+        :attr:`mpp` for cell and nucleus labels."""
+        return self.tissue_mpp if self.ontology.structure(label) == "tissue" else self.mpp
+
+    def _prompt_grid(self, p) -> float:
+        return self.mpp if p.is_instance_level else self.tissue_mpp
+
     def _queries(self, parsed: list) -> tuple[list[tuple[str, Any]], list[list[int]]]:
         queries: list[tuple[str, Any]] = []
         which: list[list[int]] = []
@@ -378,10 +425,67 @@ class Segmentor:
         pres = out["presence_logits"].float().sigmoid().view(n_images, q)
         return prob, dist, pres.cpu().numpy()
 
-    def _combine(self, p, prob, dist, pres, idx, mpp_grid: float) -> tuple:
-        """Union of the answering labels' maps → (mask, prob, presence, dist or None)."""
-        pr = prob[idx]                      # (k, H, W)
-        ps = pres[idx]                      # (k,)
+    def _grid_maps(self, enc: _Encoded, queries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(q, h, w)`` probability and distance and ``(q,)`` presence of ``queries`` on
+        one cached encoding (tiles blended)."""
+        h, w = enc.shape
+        q = len(queries)
+        if len(enc.states) == 1 and len(enc.boxes[0]) == 1:
+            prob, dist, pres = self._maps_for_state(enc.states[0], 1, queries)
+            return prob[0, :, :h, :w], dist[0, :, :h, :w], pres[0]
+        hp = max(h, max(b[0] + b[2] for bb in enc.boxes for b in bb))
+        wp = max(w, max(b[1] + b[3] for bb in enc.boxes for b in bb))
+        acc_p = np.zeros((q, hp, wp), np.float32)
+        acc_d = np.zeros((q, hp, wp), np.float32)
+        acc_w = np.zeros((hp, wp), np.float32)
+        pres_all = []
+        for state, boxes in zip(enc.states, enc.boxes):
+            pb, db, sb = self._maps_for_state(state, len(boxes), queries)
+            for k, (y, x, th, tw) in enumerate(boxes):
+                wt = np.outer(_ramp(th, self.tile_size // 8), _ramp(tw, self.tile_size // 8))
+                acc_p[:, y:y + th, x:x + tw] += pb[k] * wt
+                acc_d[:, y:y + th, x:x + tw] += db[k] * wt
+                acc_w[y:y + th, x:x + tw] += wt
+                pres_all.append(sb[k])
+        acc_w = np.maximum(acc_w, 1e-6)
+        return ((acc_p / acc_w)[:, :h, :w], (acc_d / acc_w)[:, :h, :w],
+                np.max(np.stack(pres_all), axis=0))
+
+    def _split_by_grid(self, queries) -> dict[float, list[int]]:
+        groups: dict[float, list[int]] = {}
+        for k, (lab, _) in enumerate(queries):
+            groups.setdefault(self.grid_mpp(lab), []).append(k)
+        return groups
+
+    def _answer(self, p, idx, maps: dict, grid_of: dict, queries, pres_q: np.ndarray,
+                input_shape, input_mpp, t0) -> PromptResult:
+        """One prompt's result from per-grid maps (``maps[grid] = (prob, dist, pres,
+        position of each query in the grid's arrays)``)."""
+        g = self._prompt_grid(p)
+        shape = maps[g][0].shape[1:] if g in maps else None
+        prs, dss = [], []
+        for i in idx:
+            qg = grid_of[i]
+            prob, dist, _, pos = maps[qg]
+            pr, ds = prob[pos[i]], dist[pos[i]]
+            if shape is None:
+                g, shape = qg, pr.shape
+            elif pr.shape != shape:
+                pr = _resize_float(pr, shape)
+                ds = _resize_float(ds, shape)
+            prs.append(pr)
+            dss.append(ds)
+        mask, probability, presence, d = self._combine(
+            p, np.stack(prs), np.stack(dss), pres_q[idx], g)
+        inst = instances_from_maps(mask, d, mpp=g) if d is not None else None
+        if inst is not None:   # the mask is the objects: specks below min area go from both
+            mask = inst > 0
+        return self._to_input(p, mask, probability, presence, inst, idx, queries, pres_q,
+                              input_shape, input_mpp, g, t0)
+
+    def _combine(self, p, pr, dist, ps, mpp_grid: float) -> tuple:
+        """Union of the answering labels' maps ``(k, H, W)`` with presences ``(k,)`` →
+        (mask, prob, presence, dist or None)."""
         keep = ps >= self.presence_threshold
         probability = pr.max(0)
         mask = np.zeros(probability.shape, bool)
@@ -390,11 +494,11 @@ class Segmentor:
         if not p.is_instance_level and p.label != "background" and mask.any():
             mask = close_gaps(mask, radius=self.close_um / mpp_grid, coarse_px=CLOSE_COARSE_PX)
             mask = remove_small_holes(mask, max_size=int(self.min_hole_um2 / mpp_grid ** 2))
-        d = dist[idx].max(0) if p.is_instance_level else None
+        d = dist.max(0) if p.is_instance_level else None
         return mask, probability, float(ps.max()), d
 
     def predict(self, prompts: str | Any | Sequence[str | Any]) -> list[PromptResult]:
-        """Answer prompts on the image of the last :meth:`set_image` (one encoding).
+        """Answer prompts on the image of the last :meth:`set_image`.
 
         Parameters
         ----------
@@ -409,73 +513,47 @@ class Segmentor:
         ------
         UnknownPromptError, UnsupportedPromptError
         """
-        if self._encoded is None:
+        if self._image is None:
             raise RuntimeError("call set_image(image, mpp=...) before predict(prompts)")
         t0 = time.perf_counter()
         parsed = self.ontology.parse_many(prompts)
         queries, which = self._queries(parsed)
-        enc = self._encoded
-        h, w = enc.shape
-        q = len(queries)
-        if len(enc.states) == 1 and len(enc.boxes[0]) == 1:
-            prob, dist, pres = self._maps_for_state(enc.states[0], 1, queries)
-            prob, dist, pres = prob[0, :, :h, :w], dist[0, :, :h, :w], pres[0]
-        else:
-            hp = max(h, max(b[0] + b[2] for bb in enc.boxes for b in bb))
-            wp = max(w, max(b[1] + b[3] for bb in enc.boxes for b in bb))
-            acc_p = np.zeros((q, hp, wp), np.float32)
-            acc_d = np.zeros((q, hp, wp), np.float32)
-            acc_w = np.zeros((hp, wp), np.float32)
-            pres_all = []
-            for state, boxes in zip(enc.states, enc.boxes):
-                pb, db, sb = self._maps_for_state(state, len(boxes), queries)
-                for k, (y, x, th, tw) in enumerate(boxes):
-                    wt = np.outer(_ramp(th, self.tile_size // 8), _ramp(tw, self.tile_size // 8))
-                    acc_p[:, y:y + th, x:x + tw] += pb[k] * wt
-                    acc_d[:, y:y + th, x:x + tw] += db[k] * wt
-                    acc_w[y:y + th, x:x + tw] += wt
-                    pres_all.append(sb[k])
-            acc_w = np.maximum(acc_w, 1e-6)
-            prob = (acc_p / acc_w)[:, :h, :w]
-            dist = (acc_d / acc_w)[:, :h, :w]
-            pres = np.max(np.stack(pres_all), axis=0)
-        results = []
-        for p, idx in zip(parsed, which):
-            mask, probability, presence, d = self._combine(p, prob, dist, pres, idx, self.mpp)
-            inst = (instances_from_maps(mask, d, mpp=self.mpp) if d is not None else None)
-            if inst is not None:   # the mask is the objects: specks below min area go from both
-                mask = inst > 0
-            results.append(self._to_input(p, mask, probability, presence, inst, idx, queries,
-                                          pres, t0))
-        return results
+        maps, grid_of = {}, {}
+        pres_q = np.zeros(len(queries), np.float32)
+        for g, ks in self._split_by_grid(queries).items():
+            prob, dist, pres = self._grid_maps(self._encoding(g), [queries[k] for k in ks])
+            maps[g] = (prob, dist, pres, {k: j for j, k in enumerate(ks)})
+            pres_q[ks] = pres
+            grid_of.update(dict.fromkeys(ks, g))
+        return [self._answer(p, idx, maps, grid_of, queries, pres_q, self._image.shape[:2],
+                             self._image_mpp, t0) for p, idx in zip(parsed, which)]
 
-    def _to_input(self, p, mask, probability, presence, inst, idx, queries, pres, t0
-                  ) -> PromptResult:
-        enc = self._encoded
-        shape = enc.input_shape
+    def _to_input(self, p, mask, probability, presence, inst, idx, queries, pres,
+                  shape, input_mpp, grid_mpp, t0) -> PromptResult:
+        """Bring a prompt's arrays from its working grid to the input image's grid."""
         if mask.shape != tuple(shape):
-            pt = torch.from_numpy(probability)[None, None]
-            probability = F.interpolate(pt, size=shape, mode="bilinear",
-                                        align_corners=False)[0, 0].numpy()
-            mt = torch.from_numpy(mask.astype(np.uint8))[None, None].float()
-            mask = F.interpolate(mt, size=shape, mode="nearest-exact")[0, 0].numpy() > 0.5
+            probability = _resize_float(probability, shape)
             if inst is not None:
                 it = torch.from_numpy(inst.astype(np.float32))[None, None]
-                inst = F.interpolate(it, size=shape, mode="nearest-exact")[0, 0].numpy()
+                inst = F.interpolate(it, size=tuple(shape), mode="nearest-exact")[0, 0].numpy()
                 inst = inst.astype(np.int32)
+                mask = inst > 0
+            else:   # regions: smooth edges instead of blocks when upsampling
+                mask = _resize_float(mask.astype(np.float32), shape) >= 0.5
         return PromptResult(
             prompt=p, mask=mask, probability=probability.astype(np.float32),
             presence=presence, instances=inst,
             extra={"backend": self.name, "answered_by": [queries[i][0] for i in idx],
                    "label_presence": {queries[i][0]: float(pres[i]) for i in idx},
-                   "model_mpp": self.mpp, "image_mpp": enc.input_mpp,
+                   "model_mpp": grid_mpp, "image_mpp": input_mpp,
                    "seconds": time.perf_counter() - t0},
         )
 
     def predict_batch(self, images: Sequence[np.ndarray], prompts, *, mpp: float
                       ) -> list[list[PromptResult]]:
-        """Answer ``prompts`` on each image; same-size images at the model µm/px are encoded
-        together in batches of :attr:`batch_size` (one encoder pass per batch).
+        """Answer ``prompts`` on each image; same-size images are resampled to each working
+        grid and encoded together in batches of :attr:`batch_size` (one encoder pass per
+        batch and grid).
 
         Returns
         -------
@@ -483,41 +561,44 @@ class Segmentor:
         """
         mpp = _check_mpp(mpp)
         images = [_to_uint8_rgb(im) for im in images]
-        shapes = {im.shape for im in images}
-        small = all(max(s[:2]) <= self.max_side for s in shapes)
-        if len(shapes) != 1 or abs(mpp / self.mpp - 1) > 1e-3 or not small:
-            out = []
-            for im in images:
-                self.set_image(im, mpp=mpp)
-                out.append(self.predict(prompts))
-            return out
         t0 = time.perf_counter()
         parsed = self.ontology.parse_many(prompts)
         queries, which = self._queries(parsed)
-        saved = self._encoded
-        h, w = images[0].shape[:2]
-        ph, pw = (-h) % STRIDE, (-w) % STRIDE
-        out = []
+        groups = self._split_by_grid(queries)
+        shapes = {im.shape for im in images}
+        small = all(max(s[:2]) * mpp / g <= self.max_side for s in shapes for g in groups)
+        if len(shapes) != 1 or not small:
+            out = []
+            for im in images:
+                self.set_image(im, mpp=mpp)
+                out.append(self.predict(parsed))
+            return out
+        saved = (self._image, self._image_mpp, self._encodings)
+        out: list[list[PromptResult]] = [[] for _ in images]
         for i in range(0, len(images), self.batch_size):
             chunk = images[i:i + self.batch_size]
-            batch = np.stack([np.pad(im, ((0, ph), (0, pw), (0, 0)), mode="edge")
-                              for im in chunk])
-            state = self._encode_batch(batch)
-            prob, dist, pres = self._maps_for_state(state, len(chunk), queries)
+            per_grid = {}
+            for g, ks in groups.items():
+                grid = [resample_rgb(im, mpp / g, min_side=STRIDE) for im in chunk]
+                h, w = grid[0].shape[:2]
+                ph, pw = (-h) % STRIDE, (-w) % STRIDE
+                batch = np.stack([np.pad(im, ((0, ph), (0, pw), (0, 0)), mode="edge")
+                                  for im in grid])
+                state = self._encode_batch(batch)
+                prob, dist, pres = self._maps_for_state(state, len(chunk),
+                                                        [queries[k] for k in ks])
+                per_grid[g] = (prob[:, :, :h, :w], dist[:, :, :h, :w], pres, ks)
             for k in range(len(chunk)):
-                self._encoded = _Encoded([], [], (h, w), (h, w), mpp)
-                res = []
-                for p, idx in zip(parsed, which):
-                    mask, probability, presence, d = self._combine(
-                        p, prob[k, :, :h, :w], dist[k, :, :h, :w], pres[k], idx, self.mpp)
-                    inst = (instances_from_maps(mask, d, mpp=self.mpp) if d is not None
-                            else None)
-                    if inst is not None:
-                        mask = inst > 0
-                    res.append(self._to_input(p, mask, probability, presence, inst, idx,
-                                              queries, pres[k], t0))
-                out.append(res)
-        self._encoded = saved
+                maps, grid_of = {}, {}
+                pres_q = np.zeros(len(queries), np.float32)
+                for g, (prob, dist, pres, ks) in per_grid.items():
+                    maps[g] = (prob[k], dist[k], pres[k], {q: j for j, q in enumerate(ks)})
+                    pres_q[ks] = pres[k]
+                    grid_of.update(dict.fromkeys(ks, g))
+                out[i + k] = [self._answer(p, idx, maps, grid_of, queries, pres_q,
+                                           chunk[k].shape[:2], mpp, t0)
+                              for p, idx in zip(parsed, which)]
+        self._image, self._image_mpp, self._encodings = saved
         return out
 
     def segment_slide(self, slide, prompts, *, out_dir, **kwargs) -> dict:

@@ -21,6 +21,12 @@ all-zero target and presence 0), instance-head BCE against the normalised
 distance-to-boundary map (cell/nuclei/gland instances). bf16 autocast and the config's
 ``cuda_batch_size`` on CUDA; fp32 and ``num_threads`` CPU threads otherwise.
 
+Two scales (optional): with ``tissue_mpp`` set (e.g. 1.0), a share ``tissue_scale_prob`` of
+the crops is drawn from the same sources resampled to that coarser µm/px, with only their
+tissue-level targets; tissue-level validation is scored at that scale, and the checkpoint
+records ``tissue_mpp`` so :class:`~pathxai.segment.predictor.Segmentor` answers tissue-level
+prompts there (``analyses/configs/tissue_scale_experiment.yaml`` holds the measured trial).
+
 Parent prompts are *not* trained separately except ``inflammatory cell`` (the synthetic
 inflammatory cells are lymphocytes) and ``connective tissue cell`` (annotated as such):
 at inference a group prompt is answered by the union of its trained leaves and itself
@@ -105,6 +111,12 @@ class TrainConfig:
     #: fine-tune: start from this checkpoint (a packaged name such as "default", or a folder)
     #: instead of random weights; ignored when resuming a run that already has ``last/``
     init_from: str | None = None
+    #: µm/px at which tissue-level labels are answered (None: ``mpp`` for every label). When
+    #: set, a share ``tissue_scale_prob`` of the crops is drawn at this coarser µm/px (same
+    #: crop size in px, so a larger field of view) with only their tissue-level targets; the
+    #: checkpoint records it and the predictor encodes tissue prompts at it
+    tissue_mpp: float | None = None
+    tissue_scale_prob: float = 0.5
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
@@ -181,12 +193,16 @@ def compute_losses(out: dict, masks: torch.Tensor, inst: torch.Tensor, has_inst:
 
 
 # --------------------------------------------------------------------------- data setup
-def _sources(cfg: TrainConfig, rng: np.random.Generator, split: dict) -> D.MixedSampler:
+def _sources(cfg: TrainConfig, rng: np.random.Generator, split: dict, *,
+             mpp: float | None = None, tissue_only: bool = False) -> D.MixedSampler:
+    """The training data mixture at ``mpp`` (default ``cfg.mpp``); ``tissue_only`` leaves
+    out index datasets without tissue-level rows (e.g. nuclei-only CPM-15)."""
+    mpp = float(cfg.mpp if mpp is None else mpp)
     wanted = {k: float(v) for k, v in cfg.sources.items() if float(v) > 0}
     sources: dict[str, tuple[Any, float]] = {}
     real = [k for k in wanted if k != "synthetic"]
     if "synthetic" in wanted:
-        sources["synthetic"] = (D.SyntheticSource(rng, mpp=cfg.mpp, patch=cfg.crop + 64,
+        sources["synthetic"] = (D.SyntheticSource(rng, mpp=mpp, patch=cfg.crop + 64,
                                                   pool=32, refresh=0.5,
                                                   mpp_jitter=cfg.scale_jitter),
                                 wanted["synthetic"])
@@ -198,8 +214,11 @@ def _sources(cfg: TrainConfig, rng: np.random.Generator, split: dict) -> D.Mixed
         held = split["heldout"]
         for ds in real:
             if ds == "kather2016":
-                sources[ds] = (D.KatherMosaicSource(idx_path.parent / "kather2016", mpp=cfg.mpp,
-                                                    exclude=held.get(ds, [])), wanted[ds])
+                # fine: 2×2 mosaics (as trained so far); coarse: tiles near their own µm/px
+                sources[ds] = (D.KatherMosaicSource(idx_path.parent / "kather2016", mpp=mpp,
+                                                    exclude=held.get(ds, []),
+                                                    grid=None if tissue_only else 2),
+                               wanted[ds])
                 continue
             rows = idx[(idx["dataset"] == ds) & ~idx["image_id"].isin(held.get(ds, []))]
             if rows.empty:
@@ -207,7 +226,9 @@ def _sources(cfg: TrainConfig, rng: np.random.Generator, split: dict) -> D.Mixed
                     f"source {ds!r} has no training rows in {str(idx_path)!r}; "
                     f"known datasets: {sorted(set(idx['dataset']))}"
                 )
-            sources[ds] = (D.IndexSource(ds, rows, mpp=cfg.mpp, scale_jitter=cfg.scale_jitter),
+            if tissue_only and not (rows["structure"] == "tissue").any():
+                continue
+            sources[ds] = (D.IndexSource(ds, rows, mpp=mpp, scale_jitter=cfg.scale_jitter),
                            wanted[ds])
     if not sources:
         raise TrainConfigError("config 'sources' selects no data; give e.g. {synthetic: 1.0}")
@@ -283,14 +304,35 @@ def _normalize(x: torch.Tensor, ckpt_cfg: dict) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- validation
 def _validation_items(cfg: TrainConfig, split: dict) -> list[dict]:
-    """Held-out real images (at model µm/px) + fixed synthetic patches, with their targets."""
+    """Held-out real images + fixed synthetic patches with their targets, each label at the
+    µm/px the predictor answers it at (``tissue_mpp`` for tissue-level labels when set)."""
+    if not cfg.tissue_mpp:
+        return _validation_items_at(cfg, split, cfg.mpp)
+    from .ontology import load_ontology
+
+    onto = load_ontology()
+
+    def keep(items, tissue: bool):
+        out = []
+        for it in items:
+            t = {k: v for k, v in it["targets"].items()
+                 if (onto.structure(k) == "tissue") == tissue}
+            if t:
+                out.append({**it, "targets": t})
+        return out
+
+    return (keep(_validation_items_at(cfg, split, cfg.mpp), False)
+            + keep(_validation_items_at(cfg, split, float(cfg.tissue_mpp)), True))
+
+
+def _validation_items_at(cfg: TrainConfig, split: dict, mpp: float) -> list[dict]:
     items: list[dict] = []
     rng = np.random.default_rng(12345)
     if "synthetic" in cfg.sources and cfg.val_synthetic > 0:
         from pathxai.datasets import render_patch
 
         for _ in range(cfg.val_synthetic):
-            p = render_patch(rng, (cfg.crop, cfg.crop), mpp=cfg.mpp)
+            p = render_patch(rng, (cfg.crop, cfg.crop), mpp=mpp)
             types = {int(k): int(v) for k, v in p.nucleus_types.items()}
             ntype = np.zeros(p.nuclei.shape, np.int16)
             for k, v in types.items():
@@ -311,7 +353,7 @@ def _validation_items(cfg: TrainConfig, split: dict) -> list[dict]:
                 rows = idx[(idx["dataset"] == ds) & (idx["image_id"] == img_id)]
                 for _, r in rows.iterrows():
                     image, mask, _ = load_pair(r)
-                    f = D.row_mpp(r) / cfg.mpp
+                    f = D.row_mpp(r) / mpp
                     size = (int(round(image.shape[0] * f)), int(round(image.shape[1] * f)))
                     image = D._resize_np(image, size, nearest=False)
                     mask = D._resize_np(mask.astype(np.uint8) if mask.dtype == bool
@@ -494,10 +536,26 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
     split = D.heldout_split(_maybe_index(cfg))
     D.save_split(run_dir / "heldout_split.json", split)
     sampler = _sources(cfg, rng, split)
+    coarse = (_sources(cfg, rng, split, mpp=cfg.tissue_mpp, tissue_only=True)
+              if cfg.tissue_mpp else None)
     val_items = _validation_items(cfg, split)
     from .ontology import load_ontology
 
-    regions = sorted(load_ontology().regions)
+    onto = load_ontology()
+    regions = sorted(onto.regions)
+
+    def draw() -> D.Sample:
+        """One crop: at ``tissue_mpp`` with its tissue-level targets (share
+        ``tissue_scale_prob``), else at ``mpp`` with all targets."""
+        if coarse is not None and rng.random() < cfg.tissue_scale_prob:
+            for _ in range(8):
+                s = coarse.sample(rng, cfg.crop)
+                s.targets = [t for t in s.targets if onto.structure(t.label) == "tissue"]
+                if s.targets:
+                    s.extra["mpp"] = float(cfg.tissue_mpp)
+                    return s
+        return sampler.sample(rng, cfg.crop)
+
     bs = cfg.cuda_batch_size if cuda else cfg.batch_size
     budget = max_minutes if max_minutes is not None else cfg.max_minutes
     t0 = time.time()
@@ -510,8 +568,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
         f"crop={cfg.crop} steps={step}->{cfg.total_steps} sources={sampler.names}")
 
     def checkpoint(final: bool = False) -> None:
+        ckpt_cfg.pop("tissue_mpp", None)   # recorded below only when this run sets it
         ckpt_cfg.update({
             "mpp": cfg.mpp, "tile_size": cfg.tile_size,
+            **({"tissue_mpp": float(cfg.tissue_mpp)} if cfg.tissue_mpp else {}),
             "trained_labels": sorted(trained_labels),
             "instance_labels": sorted(inst_labels),
             "license": cfg.license,
@@ -546,7 +606,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
         lr = _lr_at(step, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        samples = [sampler.sample(rng, cfg.crop) for _ in range(bs)]
+        samples = [draw() for _ in range(bs)]
         batch = _make_batch(samples, rng, cfg, vocab, ckpt_cfg["label_texts"],
                             model.cfg.max_text_len, regions)
         trained_labels.update(batch.labels)

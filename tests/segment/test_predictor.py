@@ -251,3 +251,47 @@ def test_close_gaps_coarse_grid_is_conservative_and_still_bridges_gaps():
     wide[20:100, 10:40] = True
     wide[20:100, 80:110] = True      # 40-px gap: stays open
     assert not close_gaps(wide, radius=12)[30:90, 45:75].any()
+
+
+def test_tissue_prompts_are_answered_on_the_tissue_grid(segmentor):
+    """With ``tissue_mpp`` in the config, tissue-level prompts are encoded and decoded at that
+    coarser µm/px (one encoding per grid, reused), cell/nucleus prompts at ``mpp``; every
+    result comes back on the input grid."""
+    cfg = dict(segmentor.config, tissue_mpp=1.0)
+    two = Segmentor(segmentor.model, cfg, device="cpu", max_side=512)
+    img = _image(128, 192)
+    two.set_image(img, mpp=0.5)
+    assert two.n_encoder_calls == 0  # encodings are made on first use, per grid
+    tum, nuc = two.predict(["tumour", "nuclei"])
+    assert two.n_encoder_calls == 2
+    assert tum.extra["model_mpp"] == 1.0 and nuc.extra["model_mpp"] == 0.5
+    assert tum.mask.shape == nuc.mask.shape == (128, 192)
+    assert nuc.instances is not None and tum.instances is None
+    two.predict(["stroma", "lymphocytes", "glands"])
+    assert two.n_encoder_calls == 2
+    # the tissue answer is the single-grid model's answer on the image resampled to
+    # 1.0 µm/px (given to it as its own µm/px, so not resampled again), brought back up
+    from pathxai.segment.predictor import _resize_float, resample_rgb
+
+    one = Segmentor(segmentor.model, segmentor.config, device="cpu", max_side=512)
+    one.set_image(resample_rgb(img, 0.5), mpp=0.5)
+    (ref,) = one.predict(["tumour"])
+    assert ref.probability.shape == (64, 96)
+    np.testing.assert_allclose(tum.probability, _resize_float(ref.probability, (128, 192)),
+                               atol=1e-5)
+    assert two.postprocess["tissue_mpp"] == 1.0
+
+
+def test_predict_batch_matches_predict_on_two_grids(segmentor):
+    cfg = dict(segmentor.config, tissue_mpp=1.0)
+    two = Segmentor(segmentor.model, cfg, device="cpu", max_side=512)
+    imgs = [_image(96, 96, s) for s in range(3)]
+    n0 = two.n_encoder_calls
+    batch = two.predict_batch(imgs, ["nucleus", "tumor", "stroma"], mpp=0.5)
+    assert two.n_encoder_calls - n0 == 2   # one batch, two grids
+    two.set_image(imgs[2], mpp=0.5)
+    single = two.predict(["nucleus", "tumor", "stroma"])
+    for a, b in zip(batch[2], single):
+        assert a.extra["model_mpp"] == b.extra["model_mpp"]
+        np.testing.assert_allclose(a.probability, b.probability, atol=1e-4)
+        np.testing.assert_array_equal(a.mask, b.mask)

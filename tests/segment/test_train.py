@@ -209,3 +209,36 @@ def test_shipped_recipe_configs_parse_and_chain_like_the_rebuild_script():
     assert shipped["training"]["total_minutes"] == pytest.approx(
         sum(ph["minutes"] for ph in phases), abs=0.2)
     assert f'"$PY" - {phases[-1]["run"]}/last' in script, "the script exports another run"
+
+
+def test_tissue_scale_crops_carry_only_tissue_targets_and_are_recorded(tmp_path, monkeypatch):
+    """tissue_mpp: a share of crops is drawn at the coarser µm/px with tissue-level targets
+    only; the checkpoint records tissue_mpp so the predictor answers tissue prompts there."""
+    from pathxai.segment import train as T
+    from pathxai.segment.ontology import load_ontology
+
+    seen = []
+    real = T._make_batch
+
+    def spy(samples, *a, **k):
+        seen.extend(samples)
+        return real(samples, *a, **k)
+
+    monkeypatch.setattr(T, "_make_batch", spy)
+    cfg = TrainConfig(name="t", total_steps=4, warmup_steps=1, batch_size=4, crop=64,
+                      out_dir=str(tmp_path / "run"), val_synthetic=1, labels_per_sample=3,
+                      sources={"synthetic": 1.0}, tissue_mpp=1.0, tissue_scale_prob=0.5)
+    run = train(cfg, log=lambda s: None)
+    onto = load_ontology()
+    coarse = [s for s in seen if s.extra.get("mpp") == 1.0]
+    fine = [s for s in seen if "mpp" not in s.extra]
+    assert coarse and fine and len(coarse) + len(fine) == 16
+    assert all(onto.structure(t.label) == "tissue" for s in coarse for t in s.targets)
+    assert any(onto.structure(t.label) != "tissue" for s in fine for t in s.targets)
+    from pathxai.segment.build import load_checkpoint
+
+    _, ck = load_checkpoint(run / "last")
+    assert ck["tissue_mpp"] == 1.0 and ck["mpp"] == 0.5
+    # validation: tissue labels scored on 1.0 µm/px patches, cell labels on 0.5 µm/px ones
+    val = ck["metrics"]["validation"]
+    assert any(k.endswith("/tumor") for k in val) and any(k.endswith("/nucleus") for k in val)
