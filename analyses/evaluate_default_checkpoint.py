@@ -8,7 +8,7 @@ with bootstrap CIs, AJI for instance masks, absent-object empty-mask rate).
 Run::
 
     .venv/bin/python analyses/evaluate_default_checkpoint.py [--model default]
-        [--out results/segment_eval] [--no-baseline]
+        [--out results/segment_eval] [--no-baseline] [--tta]
 
 Writes ``model.json``, ``stain.json`` and ``table.md`` (a Markdown table for the README
 and the model card) into ``--out``.
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="default")
     ap.add_argument("--out", default="results/segment_eval")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--tta", action="store_true", help="model with flip test-time augmentation")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n-boot", type=int, default=1000)
     a = ap.parse_args(argv)
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = heldout_rows(SHARED / "index.csv")
-    seg = Segmentor.from_pretrained(a.model)
+    seg = Segmentor.from_pretrained(a.model, tta=a.tta)
     model_res = evaluate_index(rows, seg, out=out / "model.json", n_boot=a.n_boot,
                                root=SHARED)
     stain_res = None

@@ -24,8 +24,9 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 _MAX_WHOLE_PIXELS = 8192 * 8192
 
 
-def load_predictor(name: str) -> Any:
-    """``"stain"`` -> :class:`StainSegmentor`; anything else -> ``Segmentor.from_pretrained(name)``.
+def load_predictor(name: str, *, tta: bool = False) -> Any:
+    """``"stain"`` -> :class:`StainSegmentor`; anything else -> ``Segmentor.from_pretrained(name)``
+    (with flip test-time augmentation when ``tta``; the stain baseline refuses ``tta``).
 
     Raises
     ------
@@ -35,6 +36,9 @@ def load_predictor(name: str) -> Any:
     if name == "stain":
         from pathxai.segment.stain import StainSegmentor
 
+        if tta:
+            raise PathXAIError("--tta applies to a model; the stain baseline has no network "
+                               "to augment: drop --tta or pass --model")
         return StainSegmentor()
     try:
         predictor_mod = importlib.import_module("pathxai.segment.predictor")
@@ -45,7 +49,7 @@ def load_predictor(name: str) -> Any:
                 "use --model stain for the classical baseline"
             ) from exc
         raise
-    return predictor_mod.Segmentor.from_pretrained(name)
+    return predictor_mod.Segmentor.from_pretrained(name, tta=tta)
 
 
 def write_results(results: list, out_dir: Path, *, mpp: float | None, extra: dict | None = None
@@ -158,7 +162,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     if args.mpp is not None and not (args.mpp > 0):
         raise MissingMPPError(f"--mpp must be a positive number of µm per pixel, got {args.mpp}")
     prompts = _unique_prompts(args.prompt)
-    predictor = load_predictor(args.model)
+    predictor = load_predictor(args.model, tta=args.tta)
     if Path(args.input).suffix.lower() in IMAGE_SUFFIXES:
         summary = _segment_image(args, predictor, prompts)
     else:
@@ -171,7 +175,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pathxai.segment.evaluate import evaluate_index
 
     name = args.baseline or args.model or "default"
-    predictor = load_predictor(name)
+    predictor = load_predictor(name, tta=args.tta)
     result = evaluate_index(args.index, predictor, split=args.split, datasets=args.dataset,
                             out=args.out, n_boot=args.n_boot, seed=args.seed,
                             absent_check=not args.no_absent)
@@ -226,6 +230,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="default",
                    help="checkpoint name or path, or 'stain' for the classical baseline (default: default)")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average the model over 4 flips (about 4x slower)")
     p.set_defaults(func=_cmd_segment)
 
     e = subparsers.add_parser(
@@ -241,6 +247,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-absent", action="store_true", help="skip the absent-object check")
+    e.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average the model over 4 flips (about 4x slower)")
     e.set_defaults(func=_cmd_evaluate)
 
     t = subparsers.add_parser("train", help="train a segmentation model from a config file")

@@ -72,9 +72,7 @@ class _Encoded:
 
     states: list[ImageState]                 # one per tile batch
     boxes: list[list[tuple[int, int, int, int]]]  # per batch: (y0, x0, h, w) in padded image
-    shape: tuple[int, int]                   # image size at model mpp (unpadded)
-    input_shape: tuple[int, int]             # image size as given
-    input_mpp: float
+    shape: tuple[int, int]                   # image size at the grid's mpp (unpadded)
 
 
 def _to_uint8_rgb(image: Any) -> np.ndarray:
@@ -105,6 +103,14 @@ def _resize_float(arr: np.ndarray, shape) -> np.ndarray:
     """Bilinear resize of a float map ``(H, W)`` to ``shape``."""
     t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None, None]
     return F.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def _mean_views(maps: torch.Tensor) -> torch.Tensor:
+    """Average ``(V, n, q, H, W)`` maps of the test-time views (identity, flipped left-right,
+    up-down, both; V = 1 or 4) after flipping each back; returns ``(n, q, H, W)``."""
+    if maps.shape[0] == 1:
+        return maps[0]
+    return (maps[0] + maps[1].flip(-1) + maps[2].flip(-2) + maps[3].flip(-2, -1)) / 4.0
 
 
 def _check_mpp(mpp: Any) -> float:
@@ -158,6 +164,10 @@ class Segmentor:
         overlapping tiles of ``2 * tile_size`` px blended linearly.
     batch_size : int
         Tiles per forward pass.
+    tta : bool
+        Test-time augmentation: every tile is also encoded flipped left-right, up-down and
+        both, and the probability, distance and presence maps are averaged after flipping
+        back (about 4× the network cost; recorded in :attr:`postprocess`).
     checkpoint_dir : Path, optional
         Where the weights came from (recorded as :attr:`checkpoint_hash`).
     """
@@ -167,7 +177,7 @@ class Segmentor:
     def __init__(self, model: PromptSegmentationModel, config: dict, *, device=None,
                  presence_threshold: float | None = None, mask_threshold: float | None = None,
                  min_hole_um2: float | None = None, close_um: float | None = None,
-                 max_side: int = 1024, batch_size: int = 8,
+                 max_side: int = 1024, batch_size: int = 8, tta: bool = False,
                  checkpoint_dir: Path | None = None):
         from .ontology import load_ontology
 
@@ -190,6 +200,7 @@ class Segmentor:
             raise ValueError(f"close_um={close_um!r} must be a finite radius >= 0 µm")
         self.max_side = int(max_side)
         self.batch_size = int(batch_size)
+        self.tta = bool(tta)
         self.checkpoint_dir = checkpoint_dir
         self.trained_labels = tuple(config.get("trained_labels", ()))
         n = config["normalization"]
@@ -215,6 +226,7 @@ class Segmentor:
                            f"least {2 * CLOSE_COARSE_PX:g} px are closed on a grid floor(radius "
                            f"/ {CLOSE_COARSE_PX:g}) times coarser (postprocess.close_gaps)",
                 "tissue_mpp": self.tissue_mpp,
+                "test_time_augmentation": "mean over identity and 3 flips" if self.tta else None,
                 "instances": "watershed on the distance map; mask = union of instances"}
 
     @classmethod
@@ -305,6 +317,8 @@ class Segmentor:
         """Encode ``(B, h, w, 3)`` uint8 tiles (``h, w`` multiples of 32)."""
         x = torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device)
         x = self._normalize(x.permute(0, 3, 1, 2).float() / 255.0)
+        if self.tta:   # images, then the same flipped left-right, up-down, both
+            x = torch.cat([x, x.flip(-1), x.flip(-2), x.flip(-2, -1)])
         with self._autocast():
             state = self.model.encode_image(x)
         self.n_encoder_calls += 1
@@ -356,7 +370,7 @@ class Segmentor:
                 batch = np.stack([padded[y:y + th, x:x + tw] for y, x, th, tw in chunk])
                 states.append(self._encode_batch(batch))
                 boxes.append(chunk)
-        enc = _Encoded(states, boxes, (h, w), image.shape[:2], mpp)
+        enc = _Encoded(states, boxes, (h, w))
         self._encodings[grid_mpp] = enc
         return enc
 
@@ -406,24 +420,27 @@ class Segmentor:
         labels: only cell/nuclei labels need it) and presence ``(n, q)`` as numpy."""
         tok, pad, pooled = self._padded_text(queries)
         q = len(queries)
-        ii = torch.arange(n_images, device=self.device).repeat_interleave(q)
-        pi = torch.arange(q, device=self.device).repeat(n_images)
+        n_views = 4 if self.tta else 1
+        n_all = n_images * n_views
+        ii = torch.arange(n_all, device=self.device).repeat_interleave(q)
+        pi = torch.arange(q, device=self.device).repeat(n_all)
         with self._autocast():
             out = self.model.decode(state, ii, tok[pi], pad[pi], pooled[pi],
                                     full_resolution=False)
         size = state.size
         logits = out["mask_logits"].float()[:, None]
         prob = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        prob = prob.sigmoid().view(n_images, q, *size).cpu().numpy()
-        dist = np.zeros((n_images, q, *size), np.float32)
+        prob = _mean_views(prob.sigmoid().view(n_views, n_images, q, *size))
+        dist = torch.zeros((n_images, q, *size))
         inst_q = [k for k, (lab, _) in enumerate(queries)
                   if self.ontology.structure(lab) in ("cell", "nuclei")]
         if inst_q:
-            il = out["inst_logits"].float().view(n_images, q, *out["inst_logits"].shape[-2:])
+            il = out["inst_logits"].float().view(n_all, q, *out["inst_logits"].shape[-2:])
             il = F.interpolate(il[:, inst_q], size=size, mode="bilinear", align_corners=False)
-            dist[:, inst_q] = il.sigmoid().cpu().numpy()
-        pres = out["presence_logits"].float().sigmoid().view(n_images, q)
-        return prob, dist, pres.cpu().numpy()
+            dist[:, inst_q] = _mean_views(il.sigmoid().view(n_views, n_images, len(inst_q),
+                                                            *size)).cpu()
+        pres = out["presence_logits"].float().sigmoid().view(n_views, n_images, q).mean(0)
+        return prob.cpu().numpy(), dist.numpy(), pres.cpu().numpy()
 
     def _grid_maps(self, enc: _Encoded, queries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(q, h, w)`` probability and distance and ``(q,)`` presence of ``queries`` on

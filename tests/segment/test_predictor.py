@@ -295,3 +295,26 @@ def test_predict_batch_matches_predict_on_two_grids(segmentor):
         assert a.extra["model_mpp"] == b.extra["model_mpp"]
         np.testing.assert_allclose(a.probability, b.probability, atol=1e-4)
         np.testing.assert_array_equal(a.mask, b.mask)
+
+
+def test_test_time_augmentation_averages_the_flipped_views(segmentor):
+    """tta=True: one encoder call per batch for all 4 views; the maps equal the mean of the
+    plain model's answers on the flipped images, flipped back."""
+    tta = Segmentor(segmentor.model, segmentor.config, device="cpu", max_side=512, tta=True)
+    img = _image(64, 96, seed=3)     # multiples of 32: no padding, so views are exact flips
+    tta.set_image(img, mpp=0.5)
+    n0 = tta.n_encoder_calls
+    t_res, n_res = tta.predict(["tumor", "nucleus"])
+    assert tta.n_encoder_calls - n0 == 1
+    probs, pres = [], []
+    for flip in ((), (1,), (0,), (0, 1)):
+        view = np.flip(img, flip).copy() if flip else img
+        segmentor.set_image(view, mpp=0.5)
+        (r,) = segmentor.predict(["tumor"])
+        probs.append(np.flip(r.probability, flip) if flip else r.probability)
+        pres.append(r.presence)
+    np.testing.assert_allclose(t_res.probability, np.mean(probs, 0), atol=1e-5)
+    assert t_res.presence == pytest.approx(float(np.mean(pres)), abs=1e-5)
+    assert n_res.instances is not None and n_res.instances.shape == (64, 96)
+    assert tta.postprocess["test_time_augmentation"] and not segmentor.postprocess[
+        "test_time_augmentation"]
