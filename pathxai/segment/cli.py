@@ -102,12 +102,25 @@ def _unique_prompts(texts: list[str]):
     return list(seen.values())
 
 
+def _provenance(args, predictor) -> dict:
+    """What produced the masks: input, model name, weights hash, mask rules, version."""
+    from pathxai import __version__
+
+    info = {"source": str(Path(args.input).resolve()), "model": args.model,
+            "pathxai_version": __version__}
+    for attr in ("checkpoint_hash", "postprocess"):
+        val = getattr(predictor, attr, None)
+        if val is not None:
+            info[attr] = val
+    return info
+
+
 def _segment_image(args, predictor, prompts) -> list[dict]:
     from pathxai.datasets.index import load_image
 
     image = load_image(args.input)
     mpp = args.mpp
-    extra = {"source": str(Path(args.input).resolve()), "model": args.model}
+    extra = _provenance(args, predictor)
     if mpp is None:
         mpp = float(getattr(predictor, "mpp", 0.5))
         extra["mpp_assumed"] = True
@@ -152,8 +165,7 @@ def _segment_slide(args, predictor, prompts) -> list[dict] | dict:
     image = reader.read_region_mpp((0, 0), (ow, oh), mpp=work_mpp)
     predictor.set_image(image, mpp=work_mpp)
     results = predictor.predict(prompts)
-    return write_results(results, Path(args.out), mpp=work_mpp,
-                         extra={"source": str(Path(args.input).resolve()), "model": args.model})
+    return write_results(results, Path(args.out), mpp=work_mpp, extra=_provenance(args, predictor))
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:

@@ -194,7 +194,8 @@ class Target:
 
 @dataclass
 class Sample:
-    """An image crop ``(H, W, 3)`` uint8 at model µm/px with its targets."""
+    """An image crop ``(H, W, 3)`` uint8 with its targets, at the model µm/px (or at
+    ``extra["mpp"]`` when a training run draws it at its ``tissue_mpp``)."""
 
     image: np.ndarray
     targets: list[Target]

@@ -393,4 +393,8 @@ def _describe_predictor(predictor: Any) -> dict:
         val = getattr(predictor, attr, None)
         if isinstance(val, (str, int, float)) or val is None:
             info[attr] = val
+    for attr in ("checkpoint_hash", "postprocess"):   # weights and mask rules (TTA, scales)
+        val = getattr(predictor, attr, None)
+        if val is not None:
+            info[attr] = val
     return info

@@ -1,7 +1,7 @@
 """``Segmentor``: the trained text-prompted model behind the predictor API.
 
 >>> seg = Segmentor.from_pretrained("default")            # doctest: +SKIP
->>> seg.set_image(image, mpp=0.25)                          # encodes the image once
+>>> seg.set_image(image, mpp=0.25)                          # encoded once per grid, on first use
 >>> tumour, nuclei = seg.predict(["tumour", "nuclei"])      # many prompts, one encoding
 
 Prompt semantics
@@ -30,11 +30,11 @@ out of a region, which would otherwise put those cells *outside* the region they
 (on the synthetic demo slides this undercounted lymphocytes inside tumour by a factor of ten).
 
 Scales: cell- and nucleus-level prompts are answered at the checkpoint's ``mpp`` (0.5 µm/px);
-tissue-level prompts at its ``tissue_mpp`` when it has one (1.0 µm/px for the shipped model:
-glands, tumour regions and stroma are judged from their surroundings, and a coarser grid shows
-the network four times the area per pixel). The image is encoded once per grid that the
-prompts need; region masks are brought to the input grid by bilinear interpolation of the
-mask (smooth edges), instance labels by nearest neighbour.
+tissue-level prompts at its ``tissue_mpp`` when it has one (a coarser grid shows the network
+four times the area per pixel at 1.0 µm/px; the shipped checkpoint has none, see its model
+card). The image is encoded once per grid that the prompts need; region masks are brought to
+the input grid by bilinear interpolation of the mask thresholded at 0.5 (smooth edges),
+instance labels by nearest neighbour.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class _Encoded:
     """Cached encoding of one image: tiles of ImageState with their boxes (model px)."""
 
     states: list[ImageState]                 # one per tile batch
-    boxes: list[list[tuple[int, int, int, int]]]  # per batch: (y0, x0, h, w) in padded image
+    boxes: list[list[tuple[int, int, int, int]]]  # per batch: (y0, x0, h, w), padded grid px
     shape: tuple[int, int]                   # image size at the grid's mpp (unpadded)
 
 
@@ -100,9 +100,20 @@ def resample_rgb(image: np.ndarray, factor: float, *, min_side: int = 1) -> np.n
 
 
 def _resize_float(arr: np.ndarray, shape) -> np.ndarray:
-    """Bilinear resize of a float map ``(H, W)`` to ``shape``."""
+    """Bilinear resize of a float map ``(H, W)`` to ``shape`` (antialiased when shrinking)."""
     t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None, None]
-    return F.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False)[0, 0].numpy()
+    shrink = shape[0] < arr.shape[0] or shape[1] < arr.shape[1]
+    return F.interpolate(t, size=tuple(shape), mode="bilinear", antialias=shrink,
+                         align_corners=False)[0, 0].numpy()
+
+
+def _grid_shape(shape, mpp: float, grid_mpp: float) -> tuple[int, int]:
+    """Size ``(h, w)`` of an image of ``shape`` at ``mpp`` once resampled to ``grid_mpp``
+    (the rule of :func:`resample_rgb` with ``min_side=STRIDE``)."""
+    f = mpp / grid_mpp
+    if abs(f - 1.0) < 1e-3:
+        return int(shape[0]), int(shape[1])
+    return (max(STRIDE, int(round(shape[0] * f))), max(STRIDE, int(round(shape[1] * f))))
 
 
 def _mean_views(maps: torch.Tensor) -> torch.Tensor:
@@ -160,8 +171,9 @@ class Segmentor:
         Radius (µm) of the closing applied to tissue-level region masks (default from the
         config, else 6; 0 disables).
     max_side : int
-        Images (at model µm/px) up to this side are encoded in one pass; larger ones in
-        overlapping tiles of ``2 * tile_size`` px blended linearly.
+        Images up to this side (px on a working grid: :attr:`mpp` or :attr:`tissue_mpp`) are
+        encoded in one pass; larger ones in overlapping tiles of ``2 * tile_size`` grid px
+        blended linearly.
     batch_size : int
         Tiles per forward pass.
     tta : bool
@@ -227,6 +239,8 @@ class Segmentor:
                            f"/ {CLOSE_COARSE_PX:g}) times coarser (postprocess.close_gaps)",
                 "tissue_mpp": self.tissue_mpp,
                 "test_time_augmentation": "mean over identity and 3 flips" if self.tta else None,
+                "resampling": "maps bilinear; region masks to the input grid by bilinear "
+                              "interpolation thresholded at 0.5, instances nearest neighbour",
                 "instances": "watershed on the distance map; mask = union of instances"}
 
     @classmethod
@@ -314,7 +328,8 @@ class Segmentor:
 
     @torch.no_grad()
     def _encode_batch(self, tiles: np.ndarray) -> ImageState:
-        """Encode ``(B, h, w, 3)`` uint8 tiles (``h, w`` multiples of 32)."""
+        """Encode ``(B, h, w, 3)`` uint8 tiles (``h, w`` multiples of 32); with :attr:`tta`
+        the state holds ``4 B`` images (the tiles, then flipped left-right, up-down, both)."""
         x = torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device)
         x = self._normalize(x.permute(0, 3, 1, 2).float() / 255.0)
         if self.tta:   # images, then the same flipped left-right, up-down, both
@@ -477,19 +492,17 @@ class Segmentor:
     def _answer(self, p, idx, maps: dict, grid_of: dict, queries, pres_q: np.ndarray,
                 input_shape, input_mpp, t0) -> PromptResult:
         """One prompt's result from per-grid maps (``maps[grid] = (prob, dist, pres,
-        position of each query in the grid's arrays)``)."""
+        position of each query in the grid's arrays)``), computed on the prompt's grid
+        (:attr:`tissue_mpp` for tissue-level prompts, :attr:`mpp` otherwise); maps of an
+        answering label that lives on another grid are resampled onto it."""
         g = self._prompt_grid(p)
-        shape = maps[g][0].shape[1:] if g in maps else None
+        shape = _grid_shape(input_shape, input_mpp, g)
         prs, dss = [], []
         for i in idx:
-            qg = grid_of[i]
-            prob, dist, _, pos = maps[qg]
+            prob, dist, _, pos = maps[grid_of[i]]
             pr, ds = prob[pos[i]], dist[pos[i]]
-            if shape is None:
-                g, shape = qg, pr.shape
-            elif pr.shape != shape:
-                pr = _resize_float(pr, shape)
-                ds = _resize_float(ds, shape)
+            if pr.shape != shape:
+                pr, ds = _resize_float(pr, shape), _resize_float(ds, shape)
             prs.append(pr)
             dss.append(ds)
         mask, probability, presence, d = self._combine(
@@ -584,13 +597,20 @@ class Segmentor:
         groups = self._split_by_grid(queries)
         shapes = {im.shape for im in images}
         small = all(max(s[:2]) * mpp / g <= self.max_side for s in shapes for g in groups)
-        if len(shapes) != 1 or not small:
-            out = []
-            for im in images:
-                self.set_image(im, mpp=mpp)
-                out.append(self.predict(parsed))
-            return out
         saved = (self._image, self._image_mpp, self._encodings)
+        try:
+            if len(shapes) != 1 or not small:
+                out = []
+                for im in images:
+                    self.set_image(im, mpp=mpp)
+                    out.append(self.predict(parsed))
+                return out
+            return self._predict_same_size(images, mpp, parsed, queries, which, groups, t0)
+        finally:   # the image of the caller's last set_image stays current
+            self._image, self._image_mpp, self._encodings = saved
+
+    def _predict_same_size(self, images, mpp, parsed, queries, which, groups, t0
+                           ) -> list[list[PromptResult]]:
         out: list[list[PromptResult]] = [[] for _ in images]
         for i in range(0, len(images), self.batch_size):
             chunk = images[i:i + self.batch_size]
@@ -615,7 +635,6 @@ class Segmentor:
                 out[i + k] = [self._answer(p, idx, maps, grid_of, queries, pres_q,
                                            chunk[k].shape[:2], mpp, t0)
                               for p, idx in zip(parsed, which)]
-        self._image, self._image_mpp, self._encodings = saved
         return out
 
     def segment_slide(self, slide, prompts, *, out_dir, **kwargs) -> dict:

@@ -118,6 +118,14 @@ class TrainConfig:
     tissue_mpp: float | None = None
     tissue_scale_prob: float = 0.5
 
+    def __post_init__(self) -> None:
+        if self.tissue_mpp is not None and not (float(self.tissue_mpp) > 0):
+            raise TrainConfigError(f"tissue_mpp={self.tissue_mpp!r} must be a positive µm/px "
+                                   "(e.g. 1.0) or null to answer every label at mpp")
+        if not 0.0 <= float(self.tissue_scale_prob) <= 1.0:
+            raise TrainConfigError(f"tissue_scale_prob={self.tissue_scale_prob!r} must be a "
+                                   "share of crops between 0 and 1")
+
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
         """Read a YAML config; raises :class:`TrainConfigError` naming unknown keys."""
@@ -226,8 +234,10 @@ def _sources(cfg: TrainConfig, rng: np.random.Generator, split: dict, *,
                     f"source {ds!r} has no training rows in {str(idx_path)!r}; "
                     f"known datasets: {sorted(set(idx['dataset']))}"
                 )
-            if tissue_only and not (rows["structure"] == "tissue").any():
-                continue
+            if tissue_only:   # coarse crops keep tissue-level targets only
+                rows = rows[rows["structure"] == "tissue"]
+                if rows.empty:
+                    continue
             sources[ds] = (D.IndexSource(ds, rows, mpp=mpp, scale_jitter=cfg.scale_jitter),
                            wanted[ds])
     if not sources:

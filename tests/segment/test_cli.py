@@ -93,3 +93,18 @@ def test_segment_whole_slide_with_stain(shared_slides, tmp_path, capsys):
     mask = np.asarray(Image.open(out / "nucleus.png"))
     # the slide is 2220 x 2967 px at 0.499 µm/px; masks are written at the predictor's 0.5
     assert abs(mask.shape[0] - 2967 * 0.499 / 0.5) <= 2 and abs(mask.shape[1] - 2220 * 0.499 / 0.5) <= 2
+
+
+def test_segment_tta_runs_the_model_and_is_refused_for_the_stain_baseline(tmp_path, capsys):
+    image = tmp_path / "tile.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(image)
+    assert main(["segment", str(image), "--prompt", "tumour", "--mpp", "0.5", "--model", "stain",
+                 "--tta", "--out", str(tmp_path / "s")]) == 2
+    assert "--tta applies to a model" in capsys.readouterr().err
+    assert main(["segment", str(image), "--prompt", "tumour", "--prompt", "nuclei", "--mpp",
+                 "0.5", "--tta", "--out", str(tmp_path / "m")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [s["label"] for s in summary] == ["tumor", "nucleus"]
+    meta = json.loads((tmp_path / "m" / "meta.json").read_text())
+    assert "test_time_augmentation" in json.dumps(meta)

@@ -138,6 +138,30 @@ def test_evaluate_bookkeeping(tmp_path):
     assert "assumed_mpp" in saved
 
 
+def test_evaluation_records_the_models_mask_rules(tmp_path):
+    """The metrics JSON names the weights and the mask rules (TTA, scales, thresholds)."""
+    import torch
+
+    from pathxai.segment.build import default_config
+    from pathxai.segment.modeling import ModelConfig, PromptSegmentationModel
+    from pathxai.segment.predictor import Segmentor
+
+    index, _ = _tiny_index(tmp_path)
+    torch.manual_seed(0)
+    cfg = default_config("tiny")
+    cfg["trained_labels"] = ["gland"]
+    model = PromptSegmentationModel(ModelConfig(
+        vocab_size=len(cfg["vocabulary"]), enc_channels=(8, 8, 16, 16, 16),
+        dec_dims=(8, 8, 8, 16, 16), embed_dim=8, dim=16, heads=2, text_depth=1,
+        fusion_depth=1, num_queries=4))
+    seg = Segmentor(model, cfg, device="cpu", tta=True)
+    res = evaluate_index(index, seg, n_boot=50, absent_check=False, datasets="toy")
+    info = json.loads(json.dumps(res["predictor"]))
+    assert info["checkpoint_hash"] == seg.checkpoint_hash
+    assert info["postprocess"]["test_time_augmentation"]
+    assert info["postprocess"]["tissue_mpp"] == 0.5
+
+
 def test_assumed_mpp_table():
     assert assumed_mpp({"dataset": "glas", "mpp": 0.62}) == (0.62, "index")
     assert assumed_mpp({"dataset": "cpm15", "mpp": float("nan"), "magnification": "40x"})[0] == 0.25

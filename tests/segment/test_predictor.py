@@ -318,3 +318,44 @@ def test_test_time_augmentation_averages_the_flipped_views(segmentor):
     assert n_res.instances is not None and n_res.instances.shape == (64, 96)
     assert tta.postprocess["test_time_augmentation"] and not segmentor.postprocess[
         "test_time_augmentation"]
+
+
+def test_predict_batch_keeps_the_callers_image(segmentor):
+    """Both predict_batch paths (batched, and per-image for mixed sizes) leave the image of the
+    caller's last set_image current."""
+    mine = _image(64, 64, seed=7)
+    segmentor.set_image(mine, mpp=0.5)
+    (before,) = segmentor.predict(["tumor"])
+    segmentor.predict_batch([_image(64, 64, 1), _image(64, 64, 2)], ["tumor"], mpp=0.5)
+    segmentor.predict_batch([_image(64, 64, 1), _image(96, 64, 2)], ["tumor"], mpp=0.5)
+    (after,) = segmentor.predict(["tumor"])
+    np.testing.assert_array_equal(before.probability, after.probability)
+
+
+def test_predict_batch_resamples_images_at_another_mpp(segmentor):
+    """Same-size images at 0.25 µm/px take the batched path on both grids (with TTA) and agree
+    with predict on each image."""
+    cfg = dict(segmentor.config, tissue_mpp=1.0)
+    two = Segmentor(segmentor.model, cfg, device="cpu", max_side=512, tta=True)
+    imgs = [_image(100, 140, s) for s in range(2)]
+    batch = two.predict_batch(imgs, ["nucleus", "stroma"], mpp=0.25)
+    two.set_image(imgs[1], mpp=0.25)
+    single = two.predict(["nucleus", "stroma"])
+    for a, b in zip(batch[1], single):
+        assert a.mask.shape == (100, 140)
+        np.testing.assert_allclose(a.probability, b.probability, atol=1e-4)
+        np.testing.assert_array_equal(a.mask, b.mask)
+
+
+def test_a_label_on_another_grid_is_answered_on_the_prompts_grid(segmentor):
+    """A prompt is always answered on its own grid (cell/nucleus prompts at mpp), whatever
+    else is asked in the same call, even when its label is decoded on the other grid."""
+    cfg = dict(segmentor.config, tissue_mpp=1.0)
+    two = Segmentor(segmentor.model, cfg, device="cpu", max_side=512)
+    two.grid_mpp = lambda label: 1.0      # every label decoded on the coarse grid
+    two.set_image(_image(96, 128), mpp=0.5)
+    (alone,) = two.predict(["nucleus"])
+    together = two.predict(["tumor", "nucleus"])[1]
+    assert alone.extra["model_mpp"] == together.extra["model_mpp"] == 0.5
+    np.testing.assert_allclose(alone.probability, together.probability, atol=1e-6)
+    assert alone.instances is not None and alone.instances.shape == (96, 128)

@@ -242,3 +242,46 @@ def test_tissue_scale_crops_carry_only_tissue_targets_and_are_recorded(tmp_path,
     # validation: tissue labels scored on 1.0 µm/px patches, cell labels on 0.5 µm/px ones
     val = ck["metrics"]["validation"]
     assert any(k.endswith("/tumor") for k in val) and any(k.endswith("/nucleus") for k in val)
+
+
+def test_tissue_scale_options_are_checked():
+    with pytest.raises(TrainConfigError, match="tissue_mpp"):
+        TrainConfig(tissue_mpp=0)
+    with pytest.raises(TrainConfigError, match="tissue_scale_prob"):
+        TrainConfig(tissue_mpp=1.0, tissue_scale_prob=1.5)
+
+
+def test_kather_mosaic_grid_follows_the_crop(tmp_path):
+    """grid=None: as many tiles per side as fit the crop at the source's µm/px (at least 2);
+    grid=2: the 2×2 mosaics of the shipped recipe."""
+    from PIL import Image
+
+    from pathxai.segment import data as D
+
+    (tmp_path / "tiles").mkdir()
+    rows = []
+    for k, cls in enumerate(["01_TUMOR", "02_STROMA", "07_ADIPOSE", "08_EMPTY"]):
+        Image.fromarray(np.full((150, 150, 3), 40 * k + 20, np.uint8)).save(
+            tmp_path / "tiles" / f"t{k}.png")
+        rows.append(f"tiles/t{k}.png,{cls},0.495")
+    (tmp_path / "labels.csv").write_text("file,class,mpp\n" + "\n".join(rows) + "\n")
+    rng = np.random.default_rng(0)
+
+    def borders(src, crop, n=12):
+        """Columns where the middle row's colour changes (tile borders), over n samples."""
+        cols = set()
+        for _ in range(n):
+            s = src.sample(rng, crop)
+            assert s.image.shape == (crop, crop, 3)
+            row = s.image[crop // 2, :, 0].astype(int)
+            cols.update(np.flatnonzero(np.abs(np.diff(row)) > 10).tolist())
+        return np.array(sorted(cols))
+
+    coarse = borders(D.KatherMosaicSource(tmp_path, mpp=1.0, grid=None), 384)  # 74-px tiles
+    step = 384 / 5          # 5 × 5 tiles fill the 384-px crop at about their own µm/px
+    near = np.abs(coarse[:, None] + 0.5 - step * np.arange(1, 5)[None]).min(1)
+    assert coarse.size and near.max() <= 2 and len({int(round(c / step)) for c in coarse}) >= 3
+    fine = borders(D.KatherMosaicSource(tmp_path, mpp=0.5, grid=2), 256)      # 2 × 2
+    assert fine.size and np.abs(fine + 0.5 - 128).max() <= 2
+    with pytest.raises(ValueError, match="grid"):
+        D.KatherMosaicSource(tmp_path, mpp=0.5, grid=0)
