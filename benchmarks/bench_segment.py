@@ -108,24 +108,15 @@ def _network_runner(seg: Segmentor, tiles, prompts):
     closing, hole filling or watershed): the cost that "encode each tile once for all
     prompts" is about. Each tile batch is encoded once per working grid the prompts need
     (``mpp`` for cell/nucleus prompts, ``tissue_mpp`` for tissue-level ones)."""
-    from pathxai.segment.modeling import STRIDE
-    from pathxai.segment.predictor import resample_rgb
-
     queries, _ = seg._queries(seg.ontology.parse_many(prompts))
     groups = {g: [queries[k] for k in ks] for g, ks in seg._split_by_grid(queries).items()}
-
-    def grid_batch(chunk, g):   # as predict_batch: resample to the grid, pad to the stride
-        ims = [resample_rgb(t, seg.mpp / g, min_side=STRIDE) for t in chunk]
-        h, w = ims[0].shape[:2]
-        return np.stack([np.pad(im, ((0, (-h) % STRIDE), (0, (-w) % STRIDE), (0, 0)),
-                                mode="edge") for im in ims])
-
     chunks = [tiles[i:i + seg.batch_size] for i in range(0, len(tiles), seg.batch_size)]
 
     def run() -> None:
         for g, qs in groups.items():
             for c in chunks:
-                seg._maps_for_state(seg._encode_batch(grid_batch(c, g)), len(c), qs)
+                batch, _ = seg.grid_batch(c, mpp=seg.mpp, grid_mpp=g)
+                seg._maps_for_state(seg._encode_batch(batch), len(c), qs)
         if seg.device.type == "cuda":
             torch.cuda.synchronize()
     return run

@@ -68,7 +68,7 @@ __all__ = ["Segmentor"]
 
 @dataclass
 class _Encoded:
-    """Cached encoding of one image: tiles of ImageState with their boxes (model px)."""
+    """Cached encoding of one image on one grid: tiles of ImageState with their boxes."""
 
     states: list[ImageState]                 # one per tile batch
     boxes: list[list[tuple[int, int, int, int]]]  # per batch: (y0, x0, h, w), padded grid px
@@ -548,15 +548,24 @@ class Segmentor:
         t0 = time.perf_counter()
         parsed = self.ontology.parse_many(prompts)
         queries, which = self._queries(parsed)
-        maps, grid_of = {}, {}
-        pres_q = np.zeros(len(queries), np.float32)
-        for g, ks in self._split_by_grid(queries).items():
-            prob, dist, pres = self._grid_maps(self._encoding(g), [queries[k] for k in ks])
-            maps[g] = (prob, dist, pres, {k: j for j, k in enumerate(ks)})
-            pres_q[ks] = pres
-            grid_of.update(dict.fromkeys(ks, g))
+        per_grid = {g: (*self._grid_maps(self._encoding(g), [queries[k] for k in ks]), ks)
+                    for g, ks in self._split_by_grid(queries).items()}
+        maps, grid_of, pres_q = self._index_grids(per_grid, len(queries))
         return [self._answer(p, idx, maps, grid_of, queries, pres_q, self._image.shape[:2],
                              self._image_mpp, t0) for p, idx in zip(parsed, which)]
+
+    @staticmethod
+    def _index_grids(per_grid: dict, n_queries: int) -> tuple[dict, dict, np.ndarray]:
+        """From ``per_grid[g] = (prob, dist, pres, query indices on g)`` of one image, the
+        lookups :meth:`_answer` needs: ``maps[g]`` (with each query's position in the grid's
+        arrays), ``grid_of[query]`` and the presence of every query."""
+        maps, grid_of = {}, {}
+        pres_q = np.zeros(n_queries, np.float32)
+        for g, (prob, dist, pres, ks) in per_grid.items():
+            maps[g] = (prob, dist, pres, {q: j for j, q in enumerate(ks)})
+            pres_q[ks] = pres
+            grid_of.update(dict.fromkeys(ks, g))
+        return maps, grid_of, pres_q
 
     def _to_input(self, p, mask, probability, presence, inst, idx, queries, pres,
                   shape, input_mpp, grid_mpp, t0) -> PromptResult:
@@ -609,6 +618,16 @@ class Segmentor:
         finally:   # the image of the caller's last set_image stays current
             self._image, self._image_mpp, self._encodings = saved
 
+    @staticmethod
+    def grid_batch(images: Sequence[np.ndarray], *, mpp: float, grid_mpp: float
+                   ) -> tuple[np.ndarray, tuple[int, int]]:
+        """Same-size uint8 RGB images at ``mpp`` resampled to ``grid_mpp`` and padded (edge)
+        to multiples of the encoder stride: ``(B, H', W', 3)`` and the unpadded ``(h, w)``."""
+        grid = [resample_rgb(im, mpp / grid_mpp, min_side=STRIDE) for im in images]
+        h, w = grid[0].shape[:2]
+        pad = ((0, (-h) % STRIDE), (0, (-w) % STRIDE), (0, 0))
+        return np.stack([np.pad(im, pad, mode="edge") for im in grid]), (h, w)
+
     def _predict_same_size(self, images, mpp, parsed, queries, which, groups, t0
                            ) -> list[list[PromptResult]]:
         out: list[list[PromptResult]] = [[] for _ in images]
@@ -616,22 +635,14 @@ class Segmentor:
             chunk = images[i:i + self.batch_size]
             per_grid = {}
             for g, ks in groups.items():
-                grid = [resample_rgb(im, mpp / g, min_side=STRIDE) for im in chunk]
-                h, w = grid[0].shape[:2]
-                ph, pw = (-h) % STRIDE, (-w) % STRIDE
-                batch = np.stack([np.pad(im, ((0, ph), (0, pw), (0, 0)), mode="edge")
-                                  for im in grid])
-                state = self._encode_batch(batch)
-                prob, dist, pres = self._maps_for_state(state, len(chunk),
+                batch, (h, w) = self.grid_batch(chunk, mpp=mpp, grid_mpp=g)
+                prob, dist, pres = self._maps_for_state(self._encode_batch(batch), len(chunk),
                                                         [queries[k] for k in ks])
                 per_grid[g] = (prob[:, :, :h, :w], dist[:, :, :h, :w], pres, ks)
             for k in range(len(chunk)):
-                maps, grid_of = {}, {}
-                pres_q = np.zeros(len(queries), np.float32)
-                for g, (prob, dist, pres, ks) in per_grid.items():
-                    maps[g] = (prob[k], dist[k], pres[k], {q: j for j, q in enumerate(ks)})
-                    pres_q[ks] = pres[k]
-                    grid_of.update(dict.fromkeys(ks, g))
+                maps, grid_of, pres_q = self._index_grids(
+                    {g: (pr[k], di[k], ps[k], ks) for g, (pr, di, ps, ks) in per_grid.items()},
+                    len(queries))
                 out[i + k] = [self._answer(p, idx, maps, grid_of, queries, pres_q,
                                            chunk[k].shape[:2], mpp, t0)
                               for p, idx in zip(parsed, which)]

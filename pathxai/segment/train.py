@@ -203,8 +203,9 @@ def compute_losses(out: dict, masks: torch.Tensor, inst: torch.Tensor, has_inst:
 # --------------------------------------------------------------------------- data setup
 def _sources(cfg: TrainConfig, rng: np.random.Generator, split: dict, *,
              mpp: float | None = None, tissue_only: bool = False) -> D.MixedSampler:
-    """The training data mixture at ``mpp`` (default ``cfg.mpp``); ``tissue_only`` leaves
-    out index datasets without tissue-level rows (e.g. nuclei-only CPM-15)."""
+    """The training data mixture at ``mpp`` (default ``cfg.mpp``); ``tissue_only`` keeps only
+    the tissue-level rows of index datasets (none of nuclei-only CPM-15) and sizes Kather
+    mosaics to the crop."""
     mpp = float(cfg.mpp if mpp is None else mpp)
     wanted = {k: float(v) for k, v in cfg.sources.items() if float(v) > 0}
     sources: dict[str, tuple[Any, float]] = {}
@@ -558,12 +559,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
         """One crop: at ``tissue_mpp`` with its tissue-level targets (share
         ``tissue_scale_prob``), else at ``mpp`` with all targets."""
         if coarse is not None and rng.random() < cfg.tissue_scale_prob:
-            for _ in range(8):
-                s = coarse.sample(rng, cfg.crop)
-                s.targets = [t for t in s.targets if onto.structure(t.label) == "tissue"]
-                if s.targets:
-                    s.extra["mpp"] = float(cfg.tissue_mpp)
-                    return s
+            # every coarse source has tissue-level targets (tissue rows only; synthetic
+            # patches always carry tissue and background), so the list is never empty
+            s = coarse.sample(rng, cfg.crop)
+            s.targets = [t for t in s.targets if onto.structure(t.label) == "tissue"]
+            s.extra["mpp"] = float(cfg.tissue_mpp)
+            return s
         return sampler.sample(rng, cfg.crop)
 
     bs = cfg.cuda_batch_size if cuda else cfg.batch_size
