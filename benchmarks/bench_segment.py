@@ -17,8 +17,12 @@ post-processing is per prompt and per tile; ``cost_ratio_8_vs_1_regions`` repeat
 measurement with 8 region-level prompts to separate that cost from the decoder's.
 ``cost_ratio_8_vs_1_network`` times the network alone (encoder once per tile batch, the
 decoder once per prompt, maps at tile size) and ``postprocess_share_8_prompts`` the share of
-the 8-prompt time spent after it (thresholds, closing, hole filling, watershed), which
-grows with the number of prompts by construction.
+the 8-prompt time not spent in the network (thresholds, closing, hole filling, watershed
+that were not hidden behind it), which grows with the number of prompts by construction.
+Post-processing runs on ``Segmentor.postprocess_workers`` threads (default
+``min(4, cores)``) while the calling thread encodes the next tile batch;
+``cost_ratio_8_vs_1_nuclei_inline`` and ``tiles_per_s_8_prompts_inline`` repeat the nucleus
+comparison with post-processing in the calling thread (``postprocess_workers=0``).
 The 1- and 8-prompt runs alternate ``--repeats`` times and each ratio is the median of the
 per-pair ratios (a shared machine's speed drifts; tiles/s are the best run of each).
 ``--architecture small|base`` times an untrained network of that size (timing does not
@@ -162,6 +166,10 @@ def main(argv: list[str] | None = None) -> dict:
                             _full_runner(seg, tiles, PROMPTS_8), r)
     t1n, _, ratio_nuc = _paired(_full_runner(seg, tiles, ["nuclei"]),
                                 _full_runner(seg, tiles, PROMPTS_8), r)
+    workers, seg.postprocess_workers = seg.postprocess_workers, 0
+    _, t8_inline, ratio_nuc_inline = _paired(_full_runner(seg, tiles, ["nuclei"]),
+                                             _full_runner(seg, tiles, PROMPTS_8), r)
+    seg.postprocess_workers = workers
     _, _, ratio_r = _paired(_full_runner(seg, tiles, PROMPTS_8[:1]),
                             _full_runner(seg, tiles, REGIONS_8), r)
     _, n8, ratio_n = _paired(_network_runner(seg, tiles, PROMPTS_8[:1]),
@@ -169,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
     res = {
         "model": which, "device": seg.device.type,
         "precision": "bf16 autocast" if seg.device.type == "cuda" else "fp32",
-        "threads": a.threads, "tiles": len(tiles), "tile_px": 256, "tile_source": src,
+        "threads": a.threads, "postprocess_workers": workers, "tiles": len(tiles), "tile_px": 256, "tile_source": src,
         "tiles_per_s_1_prompt": round(len(tiles) / t1, 2),
         "tiles_per_s_1_prompt_nuclei": round(len(tiles) / t1n, 2),
         "tiles_per_s_8_prompts": round(len(tiles) / t8, 2),
@@ -177,6 +185,8 @@ def main(argv: list[str] | None = None) -> dict:
         "repeats": r,
         "cost_ratio_8_vs_1": round(ratio, 3),
         "cost_ratio_8_vs_1_nuclei": round(ratio_nuc, 3),
+        "cost_ratio_8_vs_1_nuclei_inline": round(ratio_nuc_inline, 3),
+        "tiles_per_s_8_prompts_inline": round(len(tiles) / t8_inline, 2),
         "cost_ratio_8_vs_1_regions": round(ratio_r, 3),
         "cost_ratio_8_vs_1_network": round(ratio_n, 3),
         "postprocess_share_8_prompts": round(max(0.0, t8 - n8) / t8, 3),

@@ -6,24 +6,12 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-__all__ = ["CLOSE_COARSE_PX", "close_gaps", "instances_from_maps", "relabel_sequential", "remove_small_holes"]
+__all__ = ["CLOSE_COARSE_PX", "close_gaps", "instances_from_maps", "remove_small_holes"]
 
 
 #: :func:`close_gaps` works on a grid ``floor(radius / CLOSE_COARSE_PX)`` times coarser once
 #: that factor reaches 2 (radius >= 2 * CLOSE_COARSE_PX pixels)
 CLOSE_COARSE_PX = 6.0
-
-
-def relabel_sequential(labels: np.ndarray) -> np.ndarray:
-    """Renumber the non-zero labels of ``labels`` to 1..N (order of first appearance in
-    sorted id order); returns int32 of the same shape."""
-    if not labels.size:
-        return labels.astype(np.int32)
-    ids = np.flatnonzero(np.bincount(labels.ravel()))
-    ids = ids[ids > 0]
-    lut = np.zeros(int(labels.max()) + 1, np.int32)
-    lut[ids] = np.arange(1, ids.size + 1, dtype=np.int32)
-    return lut[labels]
 
 
 def instances_from_maps(mask: np.ndarray, distance: np.ndarray, *, mpp: float,
@@ -60,20 +48,20 @@ def instances_from_maps(mask: np.ndarray, distance: np.ndarray, *, mpp: float,
         return np.zeros(mask.shape, np.int32)
     distance = np.asarray(distance)
     px = 1.0 / (mpp * mpp)
+    comp, n_comp = ndimage.label(mask)
     cores, n = ndimage.label(mask & (distance > core_threshold))
     if n:
-        sizes = np.bincount(cores.ravel())
-        small = sizes < max(1.0, min_core_um2 * px)
-        small[0] = False
-        cores[small[cores]] = 0
-    # A mask component with at most one core is one object whatever the watershed does, so
-    # only components holding two or more cores are flooded (same result, far less work).
-    comp, n_comp = ndimage.label(mask)
-    labels = comp.astype(np.int64)
-    has = cores > 0
-    if has.any():
-        pairs = np.unique(comp[has].astype(np.int64) * (int(cores.max()) + 1) + cores[has])
-        per_comp = np.bincount(pairs // (int(cores.max()) + 1), minlength=n_comp + 1)
+        flat = cores.ravel()
+        at = np.flatnonzero(flat)
+        ids = flat[at]
+        kept = np.bincount(ids, minlength=n + 1) >= max(1.0, min_core_um2 * px)
+        kept[0] = False
+        # A mask component with at most one core is one object whatever the watershed does,
+        # so only components holding two or more cores are flooded (same result, far less
+        # work). A core lies inside one mask component: read it at any of the core's pixels.
+        first = np.empty(n + 1, np.int64)
+        first[ids[::-1]] = at[::-1]
+        per_comp = np.bincount(comp.ravel()[first[1:]][kept[1:]], minlength=n_comp + 1)
         multi = per_comp >= 2
         if multi.any():
             sel = multi[comp]
@@ -81,16 +69,19 @@ def instances_from_maps(mask: np.ndarray, distance: np.ndarray, *, mpp: float,
             cols = np.flatnonzero(sel.any(0))
             box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
             sub = sel[box]
-            ws = watershed(-distance[box], np.where(sub, cores[box], 0), mask=sub)
+            markers = np.where(kept, np.arange(n + 1), 0).astype(cores.dtype)[cores[box]]
+            ws = watershed(-distance[box], np.where(sub, markers, 0), mask=sub)
             left, n_left = ndimage.label(sub & (ws == 0))   # unreached pixels: own objects
             ws = np.where(left > 0, left + ws.max(), ws)
-            region = labels[box]
+            region = comp[box]
             region[sub] = ws[sub] + n_comp
-    sizes = np.bincount(labels.ravel())
-    small = sizes < min_area_um2 * px
-    small[0] = False
-    labels[small[labels]] = 0
-    return relabel_sequential(labels)
+    # objects below the minimum area go; the rest are renumbered 1..N in label order
+    sizes = np.bincount(comp.ravel())
+    keep = (sizes > 0) & (sizes >= min_area_um2 * px)
+    keep[0] = False
+    lut = np.zeros(sizes.size, np.int32)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    return lut[comp]
 
 
 def remove_small_holes(mask: np.ndarray, *, max_size: int) -> np.ndarray:

@@ -40,8 +40,11 @@ instance labels by nearest neighbour.
 from __future__ import annotations
 
 import math
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,6 +142,31 @@ def _check_mpp(mpp: Any) -> float:
     return m
 
 
+class _InlineExecutor:
+    """``submit`` runs the job at once in the calling thread (``postprocess_workers=0``)."""
+
+    @staticmethod
+    def submit(fn: Callable, *args) -> Future:
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as e:  # noqa: BLE001 - re-raised by Future.result()
+            fut.set_exception(e)
+        return fut
+
+
+@contextmanager
+def _post_executor(workers: int) -> Iterator[ThreadPoolExecutor | _InlineExecutor]:
+    """Where prompt answers are post-processed: a pool of ``workers`` threads (the
+    distance transforms, labelling and watershed release the GIL, so they run beside each
+    other and beside the network's next tile batch), or inline when ``workers`` is 0."""
+    if workers <= 0:
+        yield _InlineExecutor()
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="pathxai-postprocess") as ex:
+        yield ex
+
+
 def _ramp(n: int, overlap: int) -> np.ndarray:
     """1-D blending weight: linear ramps of ``overlap`` px at both ends, 1 in the middle."""
     w = np.ones(n, np.float32)
@@ -180,6 +208,11 @@ class Segmentor:
         Test-time augmentation: every tile is also encoded flipped left-right, up-down and
         both, and the probability, distance and presence maps are averaged after flipping
         back (about 4× the network cost; recorded in :attr:`postprocess`).
+    postprocess_workers : int, optional
+        Threads that turn each prompt's maps into masks and instances (thresholds, closing,
+        hole filling, watershed), one job per image and prompt, while the calling thread
+        runs the network on the next tile batch. Results do not depend on it (each job is a
+        pure function of its maps). Default ``min(4, os.cpu_count())``; 0 runs them inline.
     checkpoint_dir : Path, optional
         Where the weights came from (recorded as :attr:`checkpoint_hash`).
     """
@@ -190,7 +223,7 @@ class Segmentor:
                  presence_threshold: float | None = None, mask_threshold: float | None = None,
                  min_hole_um2: float | None = None, close_um: float | None = None,
                  max_side: int = 1024, batch_size: int = 8, tta: bool = False,
-                 checkpoint_dir: Path | None = None):
+                 postprocess_workers: int | None = None, checkpoint_dir: Path | None = None):
         from .ontology import load_ontology
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -213,6 +246,13 @@ class Segmentor:
         self.max_side = int(max_side)
         self.batch_size = int(batch_size)
         self.tta = bool(tta)
+        workers = min(4, os.cpu_count() or 1) if postprocess_workers is None \
+            else postprocess_workers
+        if isinstance(workers, bool) or not isinstance(workers, int | np.integer) \
+                or workers < 0:
+            raise ValueError(f"postprocess_workers={postprocess_workers!r} must be a whole "
+                             "number of threads >= 0 (0 = post-process in the calling thread)")
+        self.postprocess_workers = int(workers)
         self.checkpoint_dir = checkpoint_dir
         self.trained_labels = tuple(config.get("trained_labels", ()))
         n = config["normalization"]
@@ -551,8 +591,11 @@ class Segmentor:
         per_grid = {g: (*self._grid_maps(self._encoding(g), [queries[k] for k in ks]), ks)
                     for g, ks in self._split_by_grid(queries).items()}
         maps, grid_of, pres_q = self._index_grids(per_grid, len(queries))
-        return [self._answer(p, idx, maps, grid_of, queries, pres_q, self._image.shape[:2],
-                             self._image_mpp, t0) for p, idx in zip(parsed, which)]
+        with _post_executor(min(self.postprocess_workers, len(parsed) - 1)) as ex:
+            jobs = [ex.submit(self._answer, p, idx, maps, grid_of, queries, pres_q,
+                              self._image.shape[:2], self._image_mpp, t0)
+                    for p, idx in zip(parsed, which)]
+            return [j.result() for j in jobs]
 
     @staticmethod
     def _index_grids(per_grid: dict, n_queries: int) -> tuple[dict, dict, np.ndarray]:
@@ -630,23 +673,24 @@ class Segmentor:
 
     def _predict_same_size(self, images, mpp, parsed, queries, which, groups, t0
                            ) -> list[list[PromptResult]]:
-        out: list[list[PromptResult]] = [[] for _ in images]
-        for i in range(0, len(images), self.batch_size):
-            chunk = images[i:i + self.batch_size]
-            per_grid = {}
-            for g, ks in groups.items():
-                batch, (h, w) = self.grid_batch(chunk, mpp=mpp, grid_mpp=g)
-                prob, dist, pres = self._maps_for_state(self._encode_batch(batch), len(chunk),
-                                                        [queries[k] for k in ks])
-                per_grid[g] = (prob[:, :, :h, :w], dist[:, :, :h, :w], pres, ks)
-            for k in range(len(chunk)):
-                maps, grid_of, pres_q = self._index_grids(
-                    {g: (pr[k], di[k], ps[k], ks) for g, (pr, di, ps, ks) in per_grid.items()},
-                    len(queries))
-                out[i + k] = [self._answer(p, idx, maps, grid_of, queries, pres_q,
-                                           chunk[k].shape[:2], mpp, t0)
-                              for p, idx in zip(parsed, which)]
-        return out
+        jobs: list[list[Future]] = [[] for _ in images]
+        with _post_executor(self.postprocess_workers) as ex:
+            for i in range(0, len(images), self.batch_size):
+                chunk = images[i:i + self.batch_size]
+                per_grid = {}
+                for g, ks in groups.items():
+                    batch, (h, w) = self.grid_batch(chunk, mpp=mpp, grid_mpp=g)
+                    prob, dist, pres = self._maps_for_state(
+                        self._encode_batch(batch), len(chunk), [queries[k] for k in ks])
+                    per_grid[g] = (prob[:, :, :h, :w], dist[:, :, :h, :w], pres, ks)
+                for k in range(len(chunk)):   # post-processed while the next batch runs
+                    maps, grid_of, pres_q = self._index_grids(
+                        {g: (pr[k], di[k], ps[k], ks)
+                         for g, (pr, di, ps, ks) in per_grid.items()}, len(queries))
+                    jobs[i + k] = [ex.submit(self._answer, p, idx, maps, grid_of, queries,
+                                             pres_q, chunk[k].shape[:2], mpp, t0)
+                                   for p, idx in zip(parsed, which)]
+            return [[j.result() for j in row] for row in jobs]
 
     def segment_slide(self, slide, prompts, *, out_dir, **kwargs) -> dict:
         """Segment a whole slide; see :func:`pathxai.segment.slide.segment_slide`."""

@@ -18,6 +18,11 @@ Output (``docs/contracts.md``, plain mask layout, at the predictor's µm/px)::
     <out_dir>/meta.json               mpp, prompts, canonical labels, checkpoint hash, tile
                                       parameters, counts, timings
 
+Streaming: one tissue detection chooses the tiles and restricts the masks; a background
+thread reads the next tiles while the predictor works (slide readers release the GIL while
+decoding), and tiles go to ``predict_batch`` in groups of four encoder batches, so the
+predictor post-processes one batch while it encodes the next.
+
 Blending: tiles overlap by ``overlap`` px; each tile's binary mask is weighted by a linear
 ramp over the overlap and the weighted vote is thresholded at 0.5. Instances: an object is
 kept only by the tile whose *core* (the grid cell of side ``tile_size - overlap`` centred in
@@ -32,7 +37,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -56,21 +63,16 @@ def _ramp(n: int, overlap: int) -> np.ndarray:
     return w
 
 
-def _tissue_on_grid(reader, shape: tuple[int, int], tiles_done: np.ndarray
+def _tissue_on_grid(tm, shape: tuple[int, int], tiles_done: np.ndarray
                     ) -> tuple[np.ndarray, str]:
     """Tissue of the slide on the output grid ``shape`` (rows, cols), within ``tiles_done``.
 
-    Returns the mask and its source: ``"detector"`` (the slide's low-resolution tissue
-    detector, holes filled) or ``"tiles"`` (the segmented tiles, when the detector fails or
-    finds no tissue there).
+    ``tm`` is the slide's :class:`~pathxai.slides.TissueMask` (the one that chose the tiles).
+    Returns the mask and its source: ``"detector"`` (the low-resolution tissue detector,
+    holes filled) or ``"tiles"`` (the segmented tiles, when the detector finds no tissue
+    there).
     """
-    from pathxai.slides import tissue_mask
-
-    try:
-        tm = tissue_mask(reader, mpp=max(8.0, float(reader.mpp or 8.0)))
-        low = np.asarray(tm.mask, bool)
-    except Exception:   # noqa: BLE001 - any detector failure: keep the tile union
-        return tiles_done, "tiles"
+    low = np.asarray(tm.mask, bool)
     if not low.any():
         return tiles_done, "tiles"
     rows = np.minimum((np.arange(shape[0]) + 0.5) * low.shape[0] / shape[0], low.shape[0] - 1)
@@ -79,6 +81,41 @@ def _tissue_on_grid(reader, shape: tuple[int, int], tiles_done: np.ndarray
     if not grid.any():
         return tiles_done, "tiles"
     return grid, "detector"
+
+
+def _read_timed(tile, reader) -> tuple[np.ndarray, float]:
+    t0 = time.perf_counter()
+    img = tile.read(reader)
+    return img, time.perf_counter() - t0
+
+
+def _own_objects(lab: np.ndarray, target: np.ndarray, core: tuple[float, float, float, float],
+                 next_id: int, rows: np.ndarray, cols: np.ndarray) -> int:
+    """Copy into ``target`` (the slide's instance map under this tile) the objects of the
+    tile's labels ``lab`` whose centroid lies in the tile's ``core`` ``(y0, y1, x0, x1)``
+    (tile px, half-open), on pixels no earlier tile claimed; objects get the next free slide
+    ids in label order (an object left with no free pixel gets none). ``rows``/``cols`` are
+    the pixel coordinates of ``lab``. Returns the next free id."""
+    n = int(lab.max()) + 1 if lab.size else 1
+    if n == 1:
+        return next_id
+    flat = lab.ravel()
+    count = np.bincount(flat, minlength=n).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cy = np.bincount(flat, weights=rows.ravel(), minlength=n) / count
+        cx = np.bincount(flat, weights=cols.ravel(), minlength=n) / count
+    y0, y1, x0, x1 = core
+    own = (count > 0) & (cy >= y0) & (cy < y1) & (cx >= x0) & (cx < x1)
+    own[0] = False
+    sel = own[lab] & (target == 0)
+    if not sel.any():
+        return next_id
+    lab_sel = lab[sel]
+    placed = np.flatnonzero(np.bincount(lab_sel, minlength=n))
+    new = np.zeros(n, np.uint32)
+    new[placed] = np.arange(next_id, next_id + placed.size, dtype=np.uint32)
+    target[sel] = new[lab_sel]
+    return next_id + int(placed.size)
 
 
 def _write_mask(path_stem: Path, arr: np.ndarray, *, instances: bool = False) -> Path:
@@ -127,7 +164,9 @@ def segment_slide(predictor: Any, slide: Any, prompts: str | Sequence[Any], *, o
     overlap : int, optional
         Overlap between neighbouring tiles in px (default ``tile_size // 8``).
     batch_size : int, optional
-        Tiles per ``predict_batch`` call (default ``predictor.batch_size`` or 8).
+        Tiles per ``predict_batch`` call (default four of the predictor's encoder batches,
+        ``4 * predictor.batch_size``, or 32), so that the predictor post-processes one encoder
+        batch while it encodes the next.
     min_tissue : float
         Minimum tissue fraction of a tile to be segmented.
     resume : bool
@@ -140,7 +179,7 @@ def segment_slide(predictor: Any, slide: Any, prompts: str | Sequence[Any], *, o
     dict
         The ``meta.json`` content (plus ``"resumed": True`` when nothing was recomputed).
     """
-    from pathxai.slides import SlideReader, iter_tiles, open_slide
+    from pathxai.slides import SlideReader, iter_tiles, open_slide, tissue_mask
 
     from .ontology import load_ontology
 
@@ -155,7 +194,7 @@ def segment_slide(predictor: Any, slide: Any, prompts: str | Sequence[Any], *, o
     ov = int(tile // 8 if overlap is None else overlap)
     if not 0 <= ov < tile // 2:
         raise ValueError(f"overlap must be in [0, tile_size/2 = {tile // 2}), got {ov}")
-    bs = int(batch_size or getattr(predictor, "batch_size", 8))
+    bs = int(batch_size or 4 * getattr(predictor, "batch_size", 8))
     onto = getattr(predictor, "ontology", None) or load_ontology()
     parsed = onto.parse_many(prompts)
     seen: dict[str, Any] = {}
@@ -204,6 +243,7 @@ def segment_slide(predictor: Any, slide: Any, prompts: str | Sequence[Any], *, o
     next_id = dict.fromkeys(inst_idx, 1)
     stride = tile - ov
     ramp2d = np.outer(_ramp(tile, ov), _ramp(tile, ov))
+    rows_px, cols_px = np.indices((tile, tile), dtype=np.float64)
     t_read = t_pred = 0.0
     n_tiles = 0
     presences: dict[str, list[float]] = {p.slug: [] for p in parsed}
@@ -230,40 +270,44 @@ def segment_slide(predictor: Any, slide: Any, prompts: str | Sequence[Any], *, o
                 m = r.mask[:hh, :ww].astype(np.float32)
                 votes[i, oy:oy + hh, ox:ox + ww] += (m * wt).astype(np.float16)
                 if i in inst_maps and r.instances is not None:
-                    lab = r.instances[:hh, :ww]
-                    ids = np.unique(lab[lab > 0])
-                    if not ids.size:
-                        continue
-                    from scipy import ndimage
+                    next_id[i] = _own_objects(
+                        r.instances[:hh, :ww], inst_maps[i][oy:oy + hh, ox:ox + ww],
+                        (cy0, cy1, cx0, cx1), next_id[i], rows_px[:hh, :ww], cols_px[:hh, :ww])
 
-                    cents = ndimage.center_of_mass(np.ones_like(lab), lab, ids)
-                    target = inst_maps[i][oy:oy + hh, ox:ox + ww]
-                    for oid, (cy, cx) in zip(ids, cents):
-                        if not (cy0 <= cy < cy1 and cx0 <= cx < cx1):
-                            continue
-                        sel = (lab == oid) & (target == 0)
-                        if sel.any():
-                            target[sel] = next_id[i]
-                            next_id[i] += 1
-
+    # one detection chooses the tiles and, later, restricts the masks to tissue
+    tm = tissue_mask(reader, mpp=max(8.0, float(reader.mpp or 8.0)))
     batch_tiles: list = []
     images: list[np.ndarray] = []
-    for t in iter_tiles(reader, mpp=mpp, tile_size=tile, overlap=ov, min_tissue=min_tissue):
-        t1 = time.perf_counter()
-        images.append(t.read(reader))
-        t_read += time.perf_counter() - t1
-        batch_tiles.append(t)
-        n_tiles += 1
-        if len(images) >= bs:
+    with ThreadPoolExecutor(1, thread_name_prefix="pathxai-read") as reader_pool:
+        ahead: deque = deque()   # tiles being read, at most one predict_batch call ahead
+
+        def take() -> None:
+            nonlocal t_read
+            t, fut = ahead.popleft()
+            img, dt = fut.result()
+            t_read += dt
+            batch_tiles.append(t)
+            images.append(img)
+            if len(images) >= bs:
+                flush(batch_tiles, images)
+                batch_tiles.clear()
+                images.clear()
+
+        for t in iter_tiles(reader, mpp=mpp, tile_size=tile, overlap=ov,
+                            min_tissue=min_tissue, tissue=tm):
+            ahead.append((t, reader_pool.submit(_read_timed, t, reader)))
+            n_tiles += 1
+            if len(ahead) > bs:
+                take()
+        while ahead:
+            take()
+        if images:
             flush(batch_tiles, images)
-            batch_tiles, images = [], []
-    if images:
-        flush(batch_tiles, images)
 
     files: dict[str, str] = {}
     counts: dict[str, dict] = {}
     tiles_done = weights > 0
-    tissue, tissue_source = _tissue_on_grid(reader, (H, W), tiles_done)
+    tissue, tissue_source = _tissue_on_grid(tm, (H, W), tiles_done)
     files["tissue"] = _write_mask(out / "tissue", tissue).name
     thumb = reader.thumbnail(thumbnail_size)
     (out / "thumbnails").mkdir(exist_ok=True)

@@ -359,3 +359,79 @@ def test_a_label_on_another_grid_is_answered_on_the_prompts_grid(segmentor):
     assert alone.extra["model_mpp"] == together.extra["model_mpp"] == 0.5
     np.testing.assert_allclose(alone.probability, together.probability, atol=1e-6)
     assert alone.instances is not None and alone.instances.shape == (96, 128)
+
+
+def _worker_segmentor(segmentor, workers, mask_threshold=0.5, batch_size=2):
+    return Segmentor(segmentor.model, segmentor.config, device="cpu", max_side=512,
+                     presence_threshold=0.0, mask_threshold=mask_threshold,
+                     batch_size=batch_size, postprocess_workers=workers)
+
+
+def _blobby_maps(seg, monkeypatch):
+    """Replace the network's maps by smooth random fields (about half above 0.5), drawn in
+    call order, so that closing, hole filling and the watershed all have work to do."""
+    from scipy import ndimage
+
+    calls = iter(range(10_000))
+
+    def maps(state, n_images, queries):
+        rng = np.random.default_rng(next(calls))
+        h, w = state.size
+        f = ndimage.gaussian_filter(rng.random((2, n_images, len(queries), h, w)),
+                                    (0, 0, 0, 6, 6))
+        f = (f - f.mean()) / f.std() * 0.3 + 0.5
+        return f[0].clip(0, 1), f[1].clip(0, 1), np.full((n_images, len(queries)), 0.9)
+
+    monkeypatch.setattr(seg, "_maps_for_state", maps)
+    return seg
+
+
+def test_postprocess_workers_do_not_change_results(segmentor, monkeypatch):
+    """Masks, instances, probabilities and presences are the same whether the answers are
+    post-processed inline or on a thread pool beside the network (several tile batches,
+    region and instance prompts, partial masks)."""
+    imgs = [_image(96, 96, s) for s in range(5)]
+    prompts = ["tumor", "nuclei", "stroma", "lymphocytes", "gland"]
+    inline = _blobby_maps(_worker_segmentor(segmentor, 0), monkeypatch).predict_batch(
+        imgs, prompts, mpp=0.5)
+    pooled_seg = _blobby_maps(_worker_segmentor(segmentor, 3), monkeypatch)
+    pooled = pooled_seg.predict_batch(imgs, prompts, mpp=0.5)
+    n_instances = n_partial = 0
+    for row_a, row_b in zip(inline, pooled):
+        for a, b in zip(row_a, row_b):
+            n_partial += 0.05 < a.mask.mean() < 0.95
+            np.testing.assert_array_equal(a.mask, b.mask)
+            np.testing.assert_array_equal(a.probability, b.probability)
+            assert a.presence == b.presence
+            if a.instances is not None:
+                np.testing.assert_array_equal(a.instances, b.instances)
+                n_instances += int(a.instances.max())
+    assert n_instances > 0 and n_partial >= len(imgs) * len(prompts) - 2
+    seg0 = _blobby_maps(_worker_segmentor(segmentor, 0), monkeypatch)
+    seg3 = _blobby_maps(_worker_segmentor(segmentor, 3), monkeypatch)
+    for s in (seg0, seg3):
+        s.set_image(imgs[2], mpp=0.5)
+    for a, b in zip(seg0.predict(prompts), seg3.predict(prompts)):
+        np.testing.assert_array_equal(a.mask, b.mask)
+        assert 0.05 < a.mask.mean() < 0.95
+
+
+def test_postprocess_errors_reach_the_caller(segmentor, monkeypatch):
+    import pathxai.segment.predictor as predictor_module
+
+    def broken(*args, **kwargs):
+        raise FloatingPointError("watershed failed")
+
+    monkeypatch.setattr(predictor_module, "instances_from_maps", broken)
+    seg = _worker_segmentor(segmentor, 2)
+    with pytest.raises(FloatingPointError, match="watershed failed"):
+        seg.predict_batch([_image(64, 64, s) for s in range(4)], ["tumor", "nuclei"], mpp=0.5)
+    seg.set_image(_image(64, 64), mpp=0.5)
+    with pytest.raises(FloatingPointError, match="watershed failed"):
+        seg.predict(["tumor", "nuclei"])
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "2"])
+def test_postprocess_workers_are_validated(segmentor, bad):
+    with pytest.raises(ValueError, match="postprocess_workers"):
+        Segmentor(segmentor.model, segmentor.config, device="cpu", postprocess_workers=bad)

@@ -125,3 +125,85 @@ def test_model_segmentor_runs_on_a_slide(slide_path, tmp_path):
     assert meta["params"]["checkpoint_hash"] == seg.checkpoint_hash
     # one encoder pass per batch of tiles, for both prompts
     assert seg.n_encoder_calls == -(-meta["n_tiles"] // seg.batch_size)
+
+
+def _own_objects_reference(lab, target, core, next_id):
+    """The per-object loop that _own_objects replaced (kept here as the reference)."""
+    cy0, cy1, cx0, cx1 = core
+    ids = np.unique(lab[lab > 0])
+    if not ids.size:
+        return next_id
+    cents = ndimage.center_of_mass(np.ones_like(lab), lab, ids)
+    for oid, (cy, cx) in zip(ids, cents):
+        if not (cy0 <= cy < cy1 and cx0 <= cx < cx1):
+            continue
+        sel = (lab == oid) & (target == 0)
+        if sel.any():
+            target[sel] = next_id
+            next_id += 1
+    return next_id
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_own_objects_matches_the_per_object_loop(seed):
+    from pathxai.segment.slide import _own_objects
+
+    rng = np.random.default_rng(seed)
+    h, w = (64, 64) if seed % 2 else (50, 37)      # full and cut (edge) tiles
+    blobs = ndimage.gaussian_filter(rng.random((h, w)), 2) > 0.5
+    lab = ndimage.label(blobs)[0].astype(np.int32)
+    if seed == 5:
+        lab[:] = 0                                  # empty tile
+    target = np.where(rng.random((h, w)) < 0.3,    # pixels claimed by earlier tiles
+                      rng.integers(1, 5, (h, w)), 0).astype(np.uint32)
+    target[:, : w // 3] = 0
+    core = (8.0, 40.0, 4.0, 30.0) if seed % 3 else (0.0, 64.0, 0.0, 64.0)
+    a, b = target.copy(), target.copy()
+    rows, cols = np.indices((h, w), dtype=np.float64)
+    n_a = _own_objects(lab, a, core, 7, rows, cols)
+    n_b = _own_objects_reference(lab, b, core, 7)
+    np.testing.assert_array_equal(a, b)
+    assert n_a == n_b
+    if seed != 5:
+        assert n_a > 7
+
+
+def test_batch_grouping_and_read_ahead_do_not_change_outputs(slide_path, tmp_path, monkeypatch):
+    import pathxai.slides as slides
+
+    calls = []
+    real = slides.tissue_mask
+    monkeypatch.setattr(slides, "tissue_mask", lambda *a, **k: calls.append(1) or real(*a, **k))
+    outs = {}
+    for bs in (1, 3, None):
+        out = tmp_path / f"bs{bs}"
+        meta = segment_slide(DarkNuclei(), slide_path, ["nuclei", "tissue"], out_dir=out,
+                             overlap=16, slide_mpp=0.5, min_tissue=0.01, batch_size=bs)
+        outs[bs] = (np.asarray(Image.open(out / "nucleus.png")),
+                    np.asarray(Image.open(out / "tissue.png")),
+                    tifffile.imread(out / "nucleus.instances.tif"), meta["results"])
+    assert len(calls) == 3            # one tissue detection per slide (tiles and masks)
+    for bs in (3, None):
+        for x, y in zip(outs[1][:3], outs[bs][:3]):
+            np.testing.assert_array_equal(x, y)
+        assert outs[1][3] == outs[bs][3]
+    assert outs[None][3]["nucleus"]["n_objects"] == len(CENTRES)
+
+
+def test_a_tile_that_fails_to_read_stops_the_slide_with_its_error(slide_path, tmp_path,
+                                                                 monkeypatch):
+    from pathxai.slides.tiling import Tile
+
+    real, seen = Tile.read, []
+
+    def read(self, reader):
+        seen.append(self.index)
+        if len(seen) == 3:
+            raise OSError("corrupt JPEG tile")
+        return real(self, reader)
+
+    monkeypatch.setattr(Tile, "read", read)
+    with pytest.raises(OSError, match="corrupt JPEG tile"):
+        segment_slide(DarkNuclei(), slide_path, ["nuclei"], out_dir=tmp_path / "x",
+                      slide_mpp=0.5, min_tissue=0.01)
+    assert not (tmp_path / "x" / "meta.json").exists()
