@@ -40,7 +40,6 @@ instance labels by nearest neighbour.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -143,15 +142,13 @@ def _check_mpp(mpp: Any) -> float:
 
 
 class _InlineExecutor:
-    """``submit`` runs the job at once in the calling thread (``postprocess_workers=0``)."""
+    """``submit`` runs the job at once in the calling thread (``postprocess_workers=0``);
+    its errors propagate from ``submit`` itself, as in a plain loop."""
 
     @staticmethod
     def submit(fn: Callable, *args) -> Future:
         fut: Future = Future()
-        try:
-            fut.set_result(fn(*args))
-        except BaseException as e:  # noqa: BLE001 - re-raised by Future.result()
-            fut.set_exception(e)
+        fut.set_result(fn(*args))
         return fut
 
 
@@ -159,12 +156,25 @@ class _InlineExecutor:
 def _post_executor(workers: int) -> Iterator[ThreadPoolExecutor | _InlineExecutor]:
     """Where prompt answers are post-processed: a pool of ``workers`` threads (the
     distance transforms, labelling and watershed release the GIL, so they run beside each
-    other and beside the network's next tile batch), or inline when ``workers`` is 0."""
+    other and beside the network's next tile batch), or inline when ``workers`` is 0.
+    On an error (or an interrupt) queued jobs are cancelled and only running ones waited for.
+    """
     if workers <= 0:
         yield _InlineExecutor()
         return
-    with ThreadPoolExecutor(workers, thread_name_prefix="pathxai-postprocess") as ex:
+    ex = ThreadPoolExecutor(workers, thread_name_prefix="pathxai-postprocess")
+    try:
         yield ex
+    except BaseException:
+        ex.shutdown(wait=True, cancel_futures=True)
+        raise
+    ex.shutdown(wait=True)
+
+
+def _default_postprocess_workers() -> int:
+    """One post-processing thread per torch intra-op thread, at most 4 (so a pipeline
+    worker limited to n threads stays near n busy cores)."""
+    return min(4, torch.get_num_threads())
 
 
 def _ramp(n: int, overlap: int) -> np.ndarray:
@@ -212,7 +222,10 @@ class Segmentor:
         Threads that turn each prompt's maps into masks and instances (thresholds, closing,
         hole filling, watershed), one job per image and prompt, while the calling thread
         runs the network on the next tile batch. Results do not depend on it (each job is a
-        pure function of its maps). Default ``min(4, os.cpu_count())``; 0 runs them inline.
+        pure function of its maps). At most two tile batches are in flight (the one being
+        encoded and the one being post-processed), which bounds memory and stops at the first
+        error. Default: ``min(4, torch.get_num_threads())`` at construction; 0 runs them
+        inline.
     checkpoint_dir : Path, optional
         Where the weights came from (recorded as :attr:`checkpoint_hash`).
     """
@@ -246,7 +259,7 @@ class Segmentor:
         self.max_side = int(max_side)
         self.batch_size = int(batch_size)
         self.tta = bool(tta)
-        workers = min(4, os.cpu_count() or 1) if postprocess_workers is None \
+        workers = _default_postprocess_workers() if postprocess_workers is None \
             else postprocess_workers
         if isinstance(workers, bool) or not isinstance(workers, int | np.integer) \
                 or workers < 0:
@@ -591,7 +604,8 @@ class Segmentor:
         per_grid = {g: (*self._grid_maps(self._encoding(g), [queries[k] for k in ks]), ks)
                     for g, ks in self._split_by_grid(queries).items()}
         maps, grid_of, pres_q = self._index_grids(per_grid, len(queries))
-        with _post_executor(min(self.postprocess_workers, len(parsed) - 1)) as ex:
+        workers = min(self.postprocess_workers, len(parsed)) if len(parsed) > 1 else 0
+        with _post_executor(workers) as ex:
             jobs = [ex.submit(self._answer, p, idx, maps, grid_of, queries, pres_q,
                               self._image.shape[:2], self._image_mpp, t0)
                     for p, idx in zip(parsed, which)]
@@ -676,6 +690,11 @@ class Segmentor:
         jobs: list[list[Future]] = [[] for _ in images]
         with _post_executor(self.postprocess_workers) as ex:
             for i in range(0, len(images), self.batch_size):
+                # the batch before the previous one must be done: bounded memory, and an
+                # error stops the loop here instead of after every batch
+                for row in jobs[max(0, i - 2 * self.batch_size):max(0, i - self.batch_size)]:
+                    for j in row:
+                        j.result()
                 chunk = images[i:i + self.batch_size]
                 per_grid = {}
                 for g, ks in groups.items():

@@ -16,7 +16,10 @@ Output (``docs/contracts.md``, plain mask layout, at the predictor's µm/px)::
                                       when the detector finds no tissue there)
     <out_dir>/thumbnails/<slug>.png   overlays of each mask on the slide thumbnail
     <out_dir>/meta.json               mpp, prompts, canonical labels, checkpoint hash, tile
-                                      parameters, counts, timings
+                                      parameters, counts, timings (``timings_s``: ``total``;
+                                      ``read``, the reader thread's time, which overlaps
+                                      prediction; ``read_wait``, the time the loop waited for
+                                      tiles; ``predict``, inside ``predict_batch``)
 
 Streaming: one tissue detection chooses the tiles and restricts the masks; a background
 thread reads the next tiles while the predictor works (slide readers release the GIL while
@@ -164,9 +167,11 @@ def segment_slide(predictor: Any, slide: Any, prompts: str | Sequence[Any], *, o
     overlap : int, optional
         Overlap between neighbouring tiles in px (default ``tile_size // 8``).
     batch_size : int, optional
-        Tiles per ``predict_batch`` call (default four of the predictor's encoder batches,
-        ``4 * predictor.batch_size``, or 32), so that the predictor post-processes one encoder
-        batch while it encodes the next.
+        Tiles per ``predict_batch`` call. Default: up to four of the predictor's encoder
+        batches and at most 32 tiles (``max(b, min(4 * b, 32))`` for ``b =
+        predictor.batch_size``, 8 when it has none), so that the predictor post-processes one
+        encoder batch while it encodes the next; the results of one call are held in memory
+        (about 9 bytes per pixel per prompt).
     min_tissue : float
         Minimum tissue fraction of a tile to be segmented.
     resume : bool
@@ -194,7 +199,8 @@ def segment_slide(predictor: Any, slide: Any, prompts: str | Sequence[Any], *, o
     ov = int(tile // 8 if overlap is None else overlap)
     if not 0 <= ov < tile // 2:
         raise ValueError(f"overlap must be in [0, tile_size/2 = {tile // 2}), got {ov}")
-    bs = int(batch_size or 4 * getattr(predictor, "batch_size", 8))
+    per_batch = int(getattr(predictor, "batch_size", 8))
+    bs = int(batch_size or max(per_batch, min(4 * per_batch, 32)))
     onto = getattr(predictor, "ontology", None) or load_ontology()
     parsed = onto.parse_many(prompts)
     seen: dict[str, Any] = {}
@@ -244,7 +250,7 @@ def segment_slide(predictor: Any, slide: Any, prompts: str | Sequence[Any], *, o
     stride = tile - ov
     ramp2d = np.outer(_ramp(tile, ov), _ramp(tile, ov))
     rows_px, cols_px = np.indices((tile, tile), dtype=np.float64)
-    t_read = t_pred = 0.0
+    t_read = t_wait = t_pred = 0.0
     n_tiles = 0
     presences: dict[str, list[float]] = {p.slug: [] for p in parsed}
 
@@ -278,21 +284,24 @@ def segment_slide(predictor: Any, slide: Any, prompts: str | Sequence[Any], *, o
     tm = tissue_mask(reader, mpp=max(8.0, float(reader.mpp or 8.0)))
     batch_tiles: list = []
     images: list[np.ndarray] = []
-    with ThreadPoolExecutor(1, thread_name_prefix="pathxai-read") as reader_pool:
-        ahead: deque = deque()   # tiles being read, at most one predict_batch call ahead
+    reader_pool = ThreadPoolExecutor(1, thread_name_prefix="pathxai-read")
+    ahead: deque = deque()   # tiles being read, at most one predict_batch call ahead
 
-        def take() -> None:
-            nonlocal t_read
-            t, fut = ahead.popleft()
-            img, dt = fut.result()
-            t_read += dt
-            batch_tiles.append(t)
-            images.append(img)
-            if len(images) >= bs:
-                flush(batch_tiles, images)
-                batch_tiles.clear()
-                images.clear()
+    def take() -> None:
+        nonlocal t_read, t_wait
+        t, fut = ahead.popleft()
+        t1 = time.perf_counter()
+        img, dt = fut.result()
+        t_wait += time.perf_counter() - t1
+        t_read += dt
+        batch_tiles.append(t)
+        images.append(img)
+        if len(images) >= bs:
+            flush(batch_tiles, images)
+            batch_tiles.clear()
+            images.clear()
 
+    try:
         for t in iter_tiles(reader, mpp=mpp, tile_size=tile, overlap=ov,
                             min_tissue=min_tissue, tissue=tm):
             ahead.append((t, reader_pool.submit(_read_timed, t, reader)))
@@ -303,6 +312,12 @@ def segment_slide(predictor: Any, slide: Any, prompts: str | Sequence[Any], *, o
             take()
         if images:
             flush(batch_tiles, images)
+    except BaseException:
+        # queued reads are dropped; the running one is waited for, so the caller may close
+        # the slide as soon as the error reaches it
+        reader_pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    reader_pool.shutdown(wait=True)
 
     files: dict[str, str] = {}
     counts: dict[str, dict] = {}
@@ -343,7 +358,8 @@ def segment_slide(predictor: Any, slide: Any, prompts: str | Sequence[Any], *, o
         "tissue_source": tissue_source,
         "tissue_fraction_of_tiles": round(float(tissue.sum() / max(1, tiles_done.sum())), 4),
         "timings_s": {"total": round(time.perf_counter() - t_start, 3),
-                      "read": round(t_read, 3), "predict": round(t_pred, 3)},
+                      "read": round(t_read, 3), "read_wait": round(t_wait, 3),
+                      "predict": round(t_pred, 3)},
         "tiles_per_s": round(n_tiles / max(t_pred, 1e-9), 3),
     }
     meta_path.write_text(json.dumps(meta, indent=1) + "\n")

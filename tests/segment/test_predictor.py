@@ -431,7 +431,96 @@ def test_postprocess_errors_reach_the_caller(segmentor, monkeypatch):
         seg.predict(["tumor", "nuclei"])
 
 
+def test_a_postprocess_error_stops_predict_batch_early(segmentor, monkeypatch):
+    """An error in one answer stops the batch loop within two tile batches (not after every
+    batch), inline and on the pool."""
+    import pathxai.segment.predictor as predictor_module
+
+    def broken(*args, **kwargs):
+        raise FloatingPointError("watershed failed")
+
+    monkeypatch.setattr(predictor_module, "instances_from_maps", broken)
+    for workers in (0, 2):
+        seg = _worker_segmentor(segmentor, workers, batch_size=2)
+        with pytest.raises(FloatingPointError):
+            seg.predict_batch([_image(48, 48, s) for s in range(20)], ["nuclei"], mpp=0.5)
+        assert seg.n_encoder_calls <= 3, (workers, seg.n_encoder_calls)
+
+
+def test_default_postprocess_workers_follow_torch_threads(segmentor):
+    n = torch.get_num_threads()
+    try:
+        for threads, expected in ((1, 1), (2, 2), (8, 4)):
+            torch.set_num_threads(threads)
+            seg = Segmentor(segmentor.model, segmentor.config, device="cpu")
+            assert seg.postprocess_workers == expected
+    finally:
+        torch.set_num_threads(n)
+
+
 @pytest.mark.parametrize("bad", [-1, 1.5, True, "2"])
 def test_postprocess_workers_are_validated(segmentor, bad):
     with pytest.raises(ValueError, match="postprocess_workers"):
         Segmentor(segmentor.model, segmentor.config, device="cpu", postprocess_workers=bad)
+
+
+def _instances_reference(mask, distance, *, mpp, core_threshold=0.45, min_area_um2=6.0,
+                         min_core_um2=1.0):
+    """instances_from_maps as it was before it was rewritten in fewer passes (the
+    reference: same output wanted)."""
+    from scipy import ndimage
+    from skimage.segmentation import relabel_sequential, watershed
+
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        return np.zeros(mask.shape, np.int32)
+    px = 1.0 / (mpp * mpp)
+    cores, n = ndimage.label(mask & (distance > core_threshold))
+    if n:
+        sizes = np.bincount(cores.ravel())
+        small = sizes < max(1.0, min_core_um2 * px)
+        small[0] = False
+        cores[small[cores]] = 0
+    comp, n_comp = ndimage.label(mask)
+    labels = comp.astype(np.int64)
+    has = cores > 0
+    if has.any():
+        pairs = np.unique(comp[has].astype(np.int64) * (int(cores.max()) + 1) + cores[has])
+        per_comp = np.bincount(pairs // (int(cores.max()) + 1), minlength=n_comp + 1)
+        multi = per_comp >= 2
+        if multi.any():
+            sel = multi[comp]
+            rows, cols = np.flatnonzero(sel.any(1)), np.flatnonzero(sel.any(0))
+            box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+            sub = sel[box]
+            ws = watershed(-distance[box], np.where(sub, cores[box], 0), mask=sub)
+            left, _ = ndimage.label(sub & (ws == 0))
+            ws = np.where(left > 0, left + ws.max(), ws)
+            region = labels[box]
+            region[sub] = ws[sub] + n_comp
+    sizes = np.bincount(labels.ravel())
+    small = sizes < min_area_um2 * px
+    small[0] = False
+    labels[small[labels]] = 0
+    return relabel_sequential(labels)[0].astype(np.int32)
+
+
+def test_instances_from_maps_matches_the_reference_implementation():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(11)
+    n_split = 0
+    for trial in range(60):
+        shape = (int(rng.integers(20, 120)), int(rng.integers(20, 120)))
+        mask = ndimage.gaussian_filter(rng.random(shape), rng.uniform(1, 4)) > 0.5
+        dist = ndimage.gaussian_filter(rng.random(shape), 1.5)
+        dist = (dist - dist.min()) / max(np.ptp(dist), 1e-9)
+        kw = [{}, {"min_area_um2": 0.0, "min_core_um2": 0.0}, {"core_threshold": 0.3},
+              {"min_area_um2": 20.0}][trial % 4]
+        mpp = [0.25, 0.5, 1.0][trial % 3]
+        got = instances_from_maps(mask, dist, mpp=mpp, **kw)
+        want = _instances_reference(mask, dist, mpp=mpp, **kw)
+        assert got.dtype == np.int32
+        np.testing.assert_array_equal(got, want)
+        n_split += int(got.max() > ndimage.label(mask)[1])
+    assert n_split > 10            # the watershed split objects in many trials

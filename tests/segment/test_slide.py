@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -169,11 +170,12 @@ def test_own_objects_matches_the_per_object_loop(seed):
 
 
 def test_batch_grouping_and_read_ahead_do_not_change_outputs(slide_path, tmp_path, monkeypatch):
-    import pathxai.slides as slides
+    import pathxai.slides.tissue as tissue
 
     calls = []
-    real = slides.tissue_mask
-    monkeypatch.setattr(slides, "tissue_mask", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = tissue.tissue_mask_from_rgb
+    monkeypatch.setattr(tissue, "tissue_mask_from_rgb",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
     outs = {}
     for bs in (1, 3, None):
         out = tmp_path / f"bs{bs}"
@@ -207,3 +209,38 @@ def test_a_tile_that_fails_to_read_stops_the_slide_with_its_error(slide_path, tm
         segment_slide(DarkNuclei(), slide_path, ["nuclei"], out_dir=tmp_path / "x",
                       slide_mpp=0.5, min_tissue=0.01)
     assert not (tmp_path / "x" / "meta.json").exists()
+
+
+def test_a_predictor_error_drops_the_queued_reads(slide_path, tmp_path, monkeypatch):
+    """The error reaches the caller without first reading the tiles queued ahead (at most
+    the one being read finishes)."""
+    from pathxai.slides.tiling import Tile
+
+    real, reads = Tile.read, []
+
+    def slow_read(self, reader):
+        reads.append(self.index)
+        time.sleep(0.02)
+        return real(self, reader)
+
+    class Failing(DarkNuclei):
+        def predict_batch(self, images, prompts, *, mpp):
+            raise MemoryError("out of memory on the first batch")
+
+    monkeypatch.setattr(Tile, "read", slow_read)
+    with pytest.raises(MemoryError, match="first batch"):
+        segment_slide(Failing(), slide_path, ["nuclei"], out_dir=tmp_path / "y", overlap=0,
+                      slide_mpp=0.5, min_tissue=0.01, batch_size=2, tile_size=64)
+    # 2 tiles for the first call, up to 3 queued ahead of it (one of them running)
+    assert len(reads) <= 2 + 3 + 1
+    n_reads = len(reads)
+    time.sleep(0.1)
+    assert len(reads) == n_reads          # nothing keeps reading after the error
+
+
+def test_meta_records_read_and_wait_times(slide_path, tmp_path):
+    meta = segment_slide(DarkNuclei(), slide_path, ["nuclei"], out_dir=tmp_path / "z",
+                         slide_mpp=0.5)
+    t = meta["timings_s"]
+    assert set(t) == {"total", "read", "read_wait", "predict"}
+    assert 0 <= t["read_wait"] <= t["total"] and t["read"] > 0
