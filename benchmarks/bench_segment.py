@@ -20,7 +20,8 @@ decoder once per prompt, maps at tile size) and ``postprocess_share_8_prompts`` 
 the 8-prompt time not spent in the network (thresholds, closing, hole filling, watershed
 that were not hidden behind it), which grows with the number of prompts by construction.
 Post-processing runs on ``Segmentor.postprocess_workers`` threads (default
-``min(4, cores)``) while the calling thread encodes the next tile batch;
+``min(4, torch threads)``) while the calling thread encodes the next tile batch and then
+works through what is still queued;
 ``cost_ratio_8_vs_1_nuclei_inline`` and ``tiles_per_s_8_prompts_inline`` repeat the nucleus
 comparison with post-processing in the calling thread (``postprocess_workers=0``).
 The 1- and 8-prompt runs alternate ``--repeats`` times and each ratio is the median of the

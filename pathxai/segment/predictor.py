@@ -171,6 +171,23 @@ def _post_executor(workers: int) -> Iterator[ThreadPoolExecutor | _InlineExecuto
     ex.shutdown(wait=True)
 
 
+class _Job:
+    """A submitted post-processing job that the waiting thread can run itself."""
+
+    __slots__ = ("future", "fn", "args")
+
+    def __init__(self, ex, fn: Callable, *args):
+        self.fn, self.args = fn, args
+        self.future = ex.submit(fn, *args)
+
+    def result(self):
+        """The job's result; a job no worker has started yet is run here instead of waited
+        for, so the calling thread works through the queue's tail beside the workers."""
+        if self.future.cancel():
+            return self.fn(*self.args)
+        return self.future.result()
+
+
 def _default_postprocess_workers() -> int:
     """One post-processing thread per torch intra-op thread, at most 4 (so a pipeline
     worker limited to n threads stays near n busy cores)."""
@@ -606,8 +623,8 @@ class Segmentor:
         maps, grid_of, pres_q = self._index_grids(per_grid, len(queries))
         workers = min(self.postprocess_workers, len(parsed)) if len(parsed) > 1 else 0
         with _post_executor(workers) as ex:
-            jobs = [ex.submit(self._answer, p, idx, maps, grid_of, queries, pres_q,
-                              self._image.shape[:2], self._image_mpp, t0)
+            jobs = [_Job(ex, self._answer, p, idx, maps, grid_of, queries, pres_q,
+                         self._image.shape[:2], self._image_mpp, t0)
                     for p, idx in zip(parsed, which)]
             return [j.result() for j in jobs]
 
@@ -687,7 +704,7 @@ class Segmentor:
 
     def _predict_same_size(self, images, mpp, parsed, queries, which, groups, t0
                            ) -> list[list[PromptResult]]:
-        jobs: list[list[Future]] = [[] for _ in images]
+        jobs: list[list[_Job]] = [[] for _ in images]
         with _post_executor(self.postprocess_workers) as ex:
             for i in range(0, len(images), self.batch_size):
                 # the batch before the previous one must be done: bounded memory, and an
@@ -706,8 +723,8 @@ class Segmentor:
                     maps, grid_of, pres_q = self._index_grids(
                         {g: (pr[k], di[k], ps[k], ks)
                          for g, (pr, di, ps, ks) in per_grid.items()}, len(queries))
-                    jobs[i + k] = [ex.submit(self._answer, p, idx, maps, grid_of, queries,
-                                             pres_q, chunk[k].shape[:2], mpp, t0)
+                    jobs[i + k] = [_Job(ex, self._answer, p, idx, maps, grid_of, queries,
+                                        pres_q, chunk[k].shape[:2], mpp, t0)
                                    for p, idx in zip(parsed, which)]
             return [[j.result() for j in row] for row in jobs]
 

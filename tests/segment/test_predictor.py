@@ -524,3 +524,30 @@ def test_instances_from_maps_matches_the_reference_implementation():
         np.testing.assert_array_equal(got, want)
         n_split += int(got.max() > ndimage.label(mask)[1])
     assert n_split > 10            # the watershed split objects in many trials
+
+
+def test_a_waiting_caller_runs_jobs_no_worker_has_started():
+    """The calling thread does not idle at the tail: a queued job is run by whoever asks
+    for its result first; a started one is waited for."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pathxai.segment.predictor import _Job
+
+    gate, ran_in = threading.Event(), {}
+
+    def blocker():
+        gate.wait(5)
+        return "blocked"
+
+    def job(k):
+        ran_in[k] = threading.current_thread().name
+        return k * k
+
+    with ThreadPoolExecutor(1, thread_name_prefix="worker") as ex:
+        first = _Job(ex, blocker)                  # occupies the only worker
+        queued = [_Job(ex, job, k) for k in range(3)]
+        assert [j.result() for j in queued] == [0, 1, 4]
+        assert set(ran_in.values()) == {threading.current_thread().name}
+        gate.set()
+        assert first.result() == "blocked"
