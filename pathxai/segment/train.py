@@ -27,6 +27,11 @@ tissue-level targets; tissue-level validation is scored at that scale, and the c
 records ``tissue_mpp`` so :class:`~pathxai.segment.predictor.Segmentor` answers tissue-level
 prompts there (``analyses/configs/tissue_scale_experiment.yaml`` holds the measured trial).
 
+Wide batches (optional): with ``wide_crop`` and ``wide_prob`` set, that share of the steps
+trains on a batch of ``wide_batch_size`` larger crops (same µm/px, a wider field of view) from
+``wide_sources`` only, e.g. the gland sets, while every other step is a normal batch; a
+config without them samples exactly as before.
+
 Parent prompts are *not* trained separately except ``inflammatory cell`` (the synthetic
 inflammatory cells are lymphocytes) and ``connective tissue cell`` (annotated as such):
 at inference a group prompt is answered by the union of its trained leaves and itself
@@ -36,6 +41,7 @@ at inference a group prompt is answered by the union of its trained leaves and i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -117,6 +123,14 @@ class TrainConfig:
     #: checkpoint records it and the predictor encodes tissue prompts at it
     tissue_mpp: float | None = None
     tissue_scale_prob: float = 0.5
+    #: wide batches: a share ``wide_prob`` of the steps trains on ``wide_batch_size`` (default
+    #: ``batch_size``) crops of ``wide_crop`` px at the same µm/px (a wider field of view),
+    #: drawn from ``wide_sources`` only (default ``sources``; e.g. the gland sets), so labels
+    #: that need context see more of it while the other sources keep ``crop``
+    wide_crop: int | None = None
+    wide_prob: float = 0.0
+    wide_batch_size: int | None = None
+    wide_sources: dict | None = None
 
     def __post_init__(self) -> None:
         if self.tissue_mpp is not None and not (float(self.tissue_mpp) > 0):
@@ -125,6 +139,25 @@ class TrainConfig:
         if not 0.0 <= float(self.tissue_scale_prob) <= 1.0:
             raise TrainConfigError(f"tissue_scale_prob={self.tissue_scale_prob!r} must be a "
                                    "share of crops between 0 and 1")
+        if not 0.0 <= float(self.wide_prob) <= 1.0:
+            raise TrainConfigError(f"wide_prob={self.wide_prob!r} must be a share of steps "
+                                   "between 0 and 1")
+        if self.wide_prob > 0 and self.wide_crop is None:
+            raise TrainConfigError(f"wide_prob={self.wide_prob!r} needs wide_crop (px, e.g. 512)")
+        if self.wide_crop is not None and not (isinstance(self.wide_crop, int)
+                                               and self.wide_crop >= 32):
+            raise TrainConfigError(f"wide_crop={self.wide_crop!r} must be a crop side in px "
+                                   ">= 32 (e.g. 512) or null")
+        if self.wide_batch_size is not None and not (isinstance(self.wide_batch_size, int)
+                                                     and self.wide_batch_size >= 1):
+            raise TrainConfigError(f"wide_batch_size={self.wide_batch_size!r} must be a "
+                                   "positive number of crops or null (= batch_size)")
+        if self.wide_sources is not None and not (
+                isinstance(self.wide_sources, dict)
+                and all(float(v) >= 0 for v in self.wide_sources.values())
+                and sum(float(v) for v in self.wide_sources.values()) > 0):
+            raise TrainConfigError(f"wide_sources={self.wide_sources!r} must map source names "
+                                   "to weights >= 0 (not all 0), or be null (= sources)")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
@@ -549,6 +582,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
     sampler = _sources(cfg, rng, split)
     coarse = (_sources(cfg, rng, split, mpp=cfg.tissue_mpp, tissue_only=True)
               if cfg.tissue_mpp else None)
+    wide = (_sources(dataclasses.replace(cfg, sources=cfg.wide_sources or cfg.sources,
+                                         crop=cfg.wide_crop), rng, split)
+            if cfg.wide_crop and cfg.wide_prob > 0 else None)
     val_items = _validation_items(cfg, split)
     from .ontology import load_ontology
 
@@ -568,6 +604,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
         return sampler.sample(rng, cfg.crop)
 
     bs = cfg.cuda_batch_size if cuda else cfg.batch_size
+    wide_bs = cfg.wide_batch_size or cfg.batch_size
+    if cuda:   # the CPU ratio of wide to normal batch sizes, scaled to the CUDA batch
+        wide_bs = max(1, round(cfg.cuda_batch_size * wide_bs / cfg.batch_size))
     budget = max_minutes if max_minutes is not None else cfg.max_minutes
     t0 = time.time()
     last_ckpt = last_val = t0
@@ -617,7 +656,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, max_minutes: float | None =
         lr = _lr_at(step, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        samples = [draw() for _ in range(bs)]
+        if wide is not None and rng.random() < cfg.wide_prob:
+            samples = [wide.sample(rng, cfg.wide_crop) for _ in range(wide_bs)]
+        else:
+            samples = [draw() for _ in range(bs)]
         batch = _make_batch(samples, rng, cfg, vocab, ckpt_cfg["label_texts"],
                             model.cfg.max_text_len, regions)
         trained_labels.update(batch.labels)

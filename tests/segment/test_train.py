@@ -285,3 +285,69 @@ def test_kather_mosaic_grid_follows_the_crop(tmp_path):
     assert fine.size and np.abs(fine + 0.5 - 128).max() <= 2
     with pytest.raises(ValueError, match="grid"):
         D.KatherMosaicSource(tmp_path, mpp=0.5, grid=0)
+
+
+def test_wide_batches_use_their_crop_size_sources_and_batch_size(tmp_path, monkeypatch):
+    """wide_prob of the steps train on wide_batch_size crops of wide_crop px from
+    wide_sources; the other steps are unchanged."""
+    from pathxai.segment import train as T
+
+    batches = []
+    real = T._make_batch
+
+    def spy(samples, *a, **k):
+        batches.append([(s.source, s.image.shape[:2]) for s in samples])
+        return real(samples, *a, **k)
+
+    monkeypatch.setattr(T, "_make_batch", spy)
+    cfg = TrainConfig(name="w", total_steps=8, warmup_steps=1, batch_size=3, crop=64,
+                      out_dir=str(tmp_path / "run"), val_synthetic=1, labels_per_sample=2,
+                      sources={"synthetic": 1.0}, wide_crop=96, wide_prob=0.5,
+                      wide_batch_size=2, wide_sources={"synthetic": 1.0})
+    train(cfg, log=lambda s: None)
+    wide = [b for b in batches if b[0][1] == (96, 96)]
+    normal = [b for b in batches if b[0][1] == (64, 64)]
+    assert wide and normal and len(wide) + len(normal) == 8
+    assert all(len(b) == 2 and all(sh == (96, 96) for _, sh in b) for b in wide)
+    assert all(len(b) == 3 and all(sh == (64, 64) for _, sh in b) for b in normal)
+
+
+def test_wide_batch_options_are_checked():
+    with pytest.raises(TrainConfigError, match="wide_crop"):
+        TrainConfig(wide_prob=0.3)
+    with pytest.raises(TrainConfigError, match="wide_prob"):
+        TrainConfig(wide_crop=512, wide_prob=2)
+    with pytest.raises(TrainConfigError, match="wide_crop"):
+        TrainConfig(wide_crop=8, wide_prob=0.5)
+    with pytest.raises(TrainConfigError, match="wide_batch_size"):
+        TrainConfig(wide_crop=512, wide_prob=0.5, wide_batch_size=0)
+    with pytest.raises(TrainConfigError, match="wide_sources"):
+        TrainConfig(wide_crop=512, wide_prob=0.5, wide_sources={"glas": 0})
+
+
+def test_unset_wide_options_leave_the_sampling_unchanged(tmp_path, monkeypatch):
+    """wide_prob = 0 draws no extra random numbers: the batches equal those of a config
+    without the options."""
+    from pathxai.segment import train as T
+
+    real = T._make_batch
+
+    def run(**extra):
+        seen = []
+
+        def spy(samples, *a, **k):
+            seen.append([s.image.copy() for s in samples])
+            return real(samples, *a, **k)
+
+        monkeypatch.setattr(T, "_make_batch", spy)
+        cfg = TrainConfig(name="u", total_steps=2, warmup_steps=1, batch_size=2, crop=64,
+                          out_dir=str(tmp_path / f"run{len(extra)}"), val_synthetic=1,
+                          labels_per_sample=2, sources={"synthetic": 1.0}, **extra)
+        train(cfg, log=lambda s: None)
+        return seen
+
+    a, b = run(), run(wide_crop=96, wide_prob=0.0)
+    assert len(a) == len(b) == 2
+    for x, y in zip(a, b):
+        for i, j in zip(x, y):
+            np.testing.assert_array_equal(i, j)
