@@ -105,14 +105,10 @@ def _unique_prompts(texts: list[str]):
 def _provenance(args, predictor) -> dict:
     """What produced the masks: input, model name, weights hash, mask rules, version."""
     from pathxai import __version__
+    from pathxai.segment.evaluate import model_provenance
 
-    info = {"source": str(Path(args.input).resolve()), "model": args.model,
-            "pathxai_version": __version__}
-    for attr in ("checkpoint_hash", "postprocess"):
-        val = getattr(predictor, attr, None)
-        if val is not None:
-            info[attr] = val
-    return info
+    return {"source": str(Path(args.input).resolve()), "model": args.model,
+            "pathxai_version": __version__, **model_provenance(predictor)}
 
 
 def _segment_image(args, predictor, prompts) -> list[dict]:

@@ -393,8 +393,16 @@ def _describe_predictor(predictor: Any) -> dict:
         val = getattr(predictor, attr, None)
         if isinstance(val, (str, int, float)) or val is None:
             info[attr] = val
-    for attr in ("checkpoint_hash", "postprocess"):   # weights and mask rules (TTA, scales)
+    info.update(model_provenance(predictor))
+    return info
+
+
+def model_provenance(predictor: Any) -> dict:
+    """The predictor's weights hash and mask rules (``checkpoint_hash``, ``postprocess``:
+    thresholds, TTA, scales), where it has them; recorded with every output."""
+    out = {}
+    for attr in ("checkpoint_hash", "postprocess"):
         val = getattr(predictor, attr, None)
         if val is not None:
-            info[attr] = val
-    return info
+            out[attr] = val
+    return out

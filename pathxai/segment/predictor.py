@@ -62,6 +62,7 @@ from .build import (
     resolve_checkpoint_dir,
 )
 from .modeling import STRIDE, ImageState, PromptSegmentationModel, Vocabulary
+from .pools import cancelling_pool
 from .postprocess import CLOSE_COARSE_PX, close_gaps, instances_from_maps, remove_small_holes
 from .types import PromptResult
 
@@ -162,13 +163,8 @@ def _post_executor(workers: int) -> Iterator[ThreadPoolExecutor | _InlineExecuto
     if workers <= 0:
         yield _InlineExecutor()
         return
-    ex = ThreadPoolExecutor(workers, thread_name_prefix="pathxai-postprocess")
-    try:
+    with cancelling_pool(workers, name="pathxai-postprocess") as ex:
         yield ex
-    except BaseException:
-        ex.shutdown(wait=True, cancel_futures=True)
-        raise
-    ex.shutdown(wait=True)
 
 
 class _Job:

@@ -23,8 +23,8 @@ Output (``docs/contracts.md``, plain mask layout, at the predictor's µm/px)::
 
 Streaming: one tissue detection chooses the tiles and restricts the masks; a background
 thread reads the next tiles while the predictor works (slide readers release the GIL while
-decoding), and tiles go to ``predict_batch`` in groups of four encoder batches, so the
-predictor post-processes one batch while it encodes the next.
+decoding), and tiles go to ``predict_batch`` in groups of up to four encoder batches (at most
+32 tiles by default), so the predictor post-processes one batch while it encodes the next.
 
 Blending: tiles overlap by ``overlap`` px; each tile's binary mask is weighted by a linear
 ramp over the overlap and the weighted vote is thresholded at 0.5. Instances: an object is
@@ -42,7 +42,6 @@ import math
 import time
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,8 @@ import numpy as np
 from PIL import Image
 
 from pathxai.exceptions import MissingMPPError
+
+from .pools import cancelling_pool
 
 __all__ = ["segment_slide", "PNG_MAX_PIXELS"]
 
@@ -284,7 +285,6 @@ def segment_slide(predictor: Any, slide: Any, prompts: str | Sequence[Any], *, o
     tm = tissue_mask(reader, mpp=max(8.0, float(reader.mpp or 8.0)))
     batch_tiles: list = []
     images: list[np.ndarray] = []
-    reader_pool = ThreadPoolExecutor(1, thread_name_prefix="pathxai-read")
     ahead: deque = deque()   # tiles being read, at most one predict_batch call ahead
 
     def take() -> None:
@@ -301,7 +301,9 @@ def segment_slide(predictor: Any, slide: Any, prompts: str | Sequence[Any], *, o
             batch_tiles.clear()
             images.clear()
 
-    try:
+    # on an error queued reads are dropped and the running one is waited for, so the caller
+    # may close the slide as soon as the error reaches it
+    with cancelling_pool(1, name="pathxai-read") as reader_pool:
         for t in iter_tiles(reader, mpp=mpp, tile_size=tile, overlap=ov,
                             min_tissue=min_tissue, tissue=tm):
             ahead.append((t, reader_pool.submit(_read_timed, t, reader)))
@@ -312,12 +314,6 @@ def segment_slide(predictor: Any, slide: Any, prompts: str | Sequence[Any], *, o
             take()
         if images:
             flush(batch_tiles, images)
-    except BaseException:
-        # queued reads are dropped; the running one is waited for, so the caller may close
-        # the slide as soon as the error reaches it
-        reader_pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    reader_pool.shutdown(wait=True)
 
     files: dict[str, str] = {}
     counts: dict[str, dict] = {}
