@@ -23,7 +23,8 @@ Post-processing runs on ``Segmentor.postprocess_workers`` threads (default
 ``min(4, torch threads)``) while the calling thread encodes the next tile batch and then
 works through what is still queued;
 ``cost_ratio_8_vs_1_nuclei_inline`` and ``tiles_per_s_8_prompts_inline`` repeat the nucleus
-comparison with post-processing in the calling thread (``postprocess_workers=0``).
+comparison with post-processing in the calling thread (``postprocess_workers=0``);
+``postprocess_ms_per_tile_8_prompts_inline`` is that run's time beyond the network, per tile.
 The 1- and 8-prompt runs alternate ``--repeats`` times and each ratio is the median of the
 per-pair ratios (a shared machine's speed drifts; tiles/s are the best run of each).
 ``--architecture small|base`` times an untrained network of that size (timing does not
@@ -191,6 +192,8 @@ def main(argv: list[str] | None = None) -> dict:
         "cost_ratio_8_vs_1_regions": round(ratio_r, 3),
         "cost_ratio_8_vs_1_network": round(ratio_n, 3),
         "postprocess_share_8_prompts": round(max(0.0, t8 - n8) / t8, 3),
+        "postprocess_ms_per_tile_8_prompts_inline": round(
+            1000 * max(0.0, t8_inline - n8) / len(tiles), 2),
         "parameters": sum(p.numel() for p in seg.model.parameters()),
     }
     svs = SHARED / "slides" / "cmu-1-small-region.svs"
