@@ -119,6 +119,13 @@ def _grid_shape(shape, mpp: float, grid_mpp: float) -> tuple[int, int]:
     return (max(STRIDE, int(round(shape[0] * f))), max(STRIDE, int(round(shape[1] * f))))
 
 
+def _pad_to_stride(img: np.ndarray) -> np.ndarray:
+    """``(h, w, 3)`` padded at the bottom and right (edge values) to multiples of the
+    encoder stride."""
+    h, w = img.shape[:2]
+    return np.pad(img, ((0, (-h) % STRIDE), (0, (-w) % STRIDE), (0, 0)), mode="edge")
+
+
 def _mean_views(maps: torch.Tensor) -> torch.Tensor:
     """Average ``(V, n, q, H, W)`` maps of the test-time views (identity, flipped left-right,
     up-down, both; V = 1 or 4) after flipping each back; returns ``(n, q, H, W)``."""
@@ -433,10 +440,9 @@ class Segmentor:
         img = resample_rgb(image, mpp / grid_mpp, min_side=STRIDE)
         h, w = img.shape[:2]
         if max(h, w) <= self.max_side:
-            ph, pw = (-h) % STRIDE, (-w) % STRIDE
-            padded = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="edge")
+            padded = _pad_to_stride(img)
             states = [self._encode_batch(padded[None])]
-            boxes = [[(0, 0, h + ph, w + pw)]]
+            boxes = [[(0, 0, *padded.shape[:2])]]
         else:
             tile = 2 * self.tile_size
             step = tile - self.tile_size // 4
@@ -495,10 +501,17 @@ class Segmentor:
         self._text_cache[key] = (tok, pad.to(self.device), pooled)
         return self._text_cache[key]
 
+    def _instance_queries(self, queries) -> list[int]:
+        """Positions of the cell/nucleus labels in ``queries``: the only ones with a distance
+        map (tissue-level regions have no instances)."""
+        return [k for k, (lab, _) in enumerate(queries)
+                if self.ontology.structure(lab) in ("cell", "nuclei")]
+
     @torch.no_grad()
     def _maps_for_state(self, state: ImageState, n_images: int, queries):
-        """Probability ``(n, q, H, W)``, distance map ``(n, q, H, W)`` (zeros for region
-        labels: only cell/nuclei labels need it) and presence ``(n, q)`` as numpy."""
+        """Probability ``(n, q, H, W)``, distance ``(n, q_i, H, W)`` for the ``q_i``
+        cell/nucleus queries only (:meth:`_instance_queries`, in their order) and presence
+        ``(n, q)`` as numpy."""
         tok, pad, pooled = self._padded_text(queries)
         q = len(queries)
         n_views = 4 if self.tta else 1
@@ -512,29 +525,29 @@ class Segmentor:
         logits = out["mask_logits"].float()[:, None]
         prob = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         prob = _mean_views(prob.sigmoid().view(n_views, n_images, q, *size))
-        dist = torch.zeros((n_images, q, *size))
-        inst_q = [k for k, (lab, _) in enumerate(queries)
-                  if self.ontology.structure(lab) in ("cell", "nuclei")]
+        inst_q = self._instance_queries(queries)
         if inst_q:
             il = out["inst_logits"].float().view(n_all, q, *out["inst_logits"].shape[-2:])
             il = F.interpolate(il[:, inst_q], size=size, mode="bilinear", align_corners=False)
-            dist[:, inst_q] = _mean_views(il.sigmoid().view(n_views, n_images, len(inst_q),
-                                                            *size)).cpu()
+            dist = _mean_views(il.sigmoid().view(n_views, n_images, len(inst_q), *size))
+            dist = dist.cpu().numpy()
+        else:
+            dist = np.zeros((n_images, 0, *size), np.float32)
         pres = out["presence_logits"].float().sigmoid().view(n_views, n_images, q).mean(0)
-        return prob.cpu().numpy(), dist.numpy(), pres.cpu().numpy()
+        return prob.cpu().numpy(), dist, pres.cpu().numpy()
 
     def _grid_maps(self, enc: _Encoded, queries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(q, h, w)`` probability and distance and ``(q,)`` presence of ``queries`` on
-        one cached encoding (tiles blended)."""
+        """``(q, h, w)`` probability, ``(q_i, h, w)`` distance (cell/nucleus queries only)
+        and ``(q,)`` presence of ``queries`` on one cached encoding (tiles blended)."""
         h, w = enc.shape
-        q = len(queries)
+        q, qi = len(queries), len(self._instance_queries(queries))
         if len(enc.states) == 1 and len(enc.boxes[0]) == 1:
             prob, dist, pres = self._maps_for_state(enc.states[0], 1, queries)
             return prob[0, :, :h, :w], dist[0, :, :h, :w], pres[0]
         hp = max(h, max(b[0] + b[2] for bb in enc.boxes for b in bb))
         wp = max(w, max(b[1] + b[3] for bb in enc.boxes for b in bb))
         acc_p = np.zeros((q, hp, wp), np.float32)
-        acc_d = np.zeros((q, hp, wp), np.float32)
+        acc_d = np.zeros((qi, hp, wp), np.float32)
         acc_w = np.zeros((hp, wp), np.float32)
         pres_all = []
         for state, boxes in zip(enc.states, enc.boxes):
@@ -558,21 +571,24 @@ class Segmentor:
     def _answer(self, p, idx, maps: dict, grid_of: dict, queries, pres_q: np.ndarray,
                 input_shape, input_mpp, t0) -> PromptResult:
         """One prompt's result from per-grid maps (``maps[grid] = (prob, dist, pres,
-        position of each query in the grid's arrays)``), computed on the prompt's grid
-        (:attr:`tissue_mpp` for tissue-level prompts, :attr:`mpp` otherwise); maps of an
-        answering label that lives on another grid are resampled onto it."""
+        position of each query in the grid's probability arrays, position of each cell/nucleus
+        query in its distance arrays)``), computed on the prompt's grid (:attr:`tissue_mpp`
+        for tissue-level prompts, :attr:`mpp` otherwise); maps of an answering label that
+        lives on another grid are resampled onto it."""
         g = self._prompt_grid(p)
         shape = _grid_shape(input_shape, input_mpp, g)
         prs, dss = [], []
         for i in idx:
-            prob, dist, _, pos = maps[grid_of[i]]
-            pr, ds = prob[pos[i]], dist[pos[i]]
+            prob, dist, _, pos, dpos = maps[grid_of[i]]
+            pr = prob[pos[i]]
             if pr.shape != shape:
-                pr, ds = _resize_float(pr, shape), _resize_float(ds, shape)
+                pr = _resize_float(pr, shape)
             prs.append(pr)
-            dss.append(ds)
+            if p.is_instance_level:   # a region label answering it has no distance map
+                ds = dist[dpos[i]] if i in dpos else np.zeros(shape, np.float32)
+                dss.append(ds if ds.shape == shape else _resize_float(ds, shape))
         mask, probability, presence, d = self._combine(
-            p, np.stack(prs), np.stack(dss), pres_q[idx], g)
+            p, np.stack(prs), np.stack(dss) if dss else None, pres_q[idx], g)
         inst = instances_from_maps(mask, d, mpp=g) if d is not None else None
         if inst is not None:   # the mask is the objects: specks below min area go from both
             mask = inst > 0
@@ -580,7 +596,8 @@ class Segmentor:
                               input_shape, input_mpp, g, t0)
 
     def _combine(self, p, pr, dist, ps, mpp_grid: float) -> tuple:
-        """Union of the answering labels' maps ``(k, H, W)`` with presences ``(k,)`` →
+        """Union of the answering labels' maps ``(k, H, W)`` with presences ``(k,)`` and,
+        for instance-level prompts, their distance maps ``(k, H, W)`` (else None) →
         (mask, prob, presence, dist or None)."""
         keep = ps >= self.presence_threshold
         probability = pr.max(0)
@@ -616,7 +633,7 @@ class Segmentor:
         queries, which = self._queries(parsed)
         per_grid = {g: (*self._grid_maps(self._encoding(g), [queries[k] for k in ks]), ks)
                     for g, ks in self._split_by_grid(queries).items()}
-        maps, grid_of, pres_q = self._index_grids(per_grid, len(queries))
+        maps, grid_of, pres_q = self._index_grids(per_grid, queries)
         workers = min(self.postprocess_workers, len(parsed)) if len(parsed) > 1 else 0
         with _post_executor(workers) as ex:
             jobs = [_Job(ex, self._answer, p, idx, maps, grid_of, queries, pres_q,
@@ -624,15 +641,17 @@ class Segmentor:
                     for p, idx in zip(parsed, which)]
             return [j.result() for j in jobs]
 
-    @staticmethod
-    def _index_grids(per_grid: dict, n_queries: int) -> tuple[dict, dict, np.ndarray]:
+    def _index_grids(self, per_grid: dict, queries) -> tuple[dict, dict, np.ndarray]:
         """From ``per_grid[g] = (prob, dist, pres, query indices on g)`` of one image, the
         lookups :meth:`_answer` needs: ``maps[g]`` (with each query's position in the grid's
-        arrays), ``grid_of[query]`` and the presence of every query."""
+        probability arrays and each cell/nucleus query's in its distance arrays),
+        ``grid_of[query]`` and the presence of every query."""
         maps, grid_of = {}, {}
-        pres_q = np.zeros(n_queries, np.float32)
+        pres_q = np.zeros(len(queries), np.float32)
         for g, (prob, dist, pres, ks) in per_grid.items():
-            maps[g] = (prob, dist, pres, {q: j for j, q in enumerate(ks)})
+            inst = self._instance_queries([queries[k] for k in ks])
+            maps[g] = (prob, dist, pres, {q: j for j, q in enumerate(ks)},
+                       {ks[j]: c for c, j in enumerate(inst)})
             pres_q[ks] = pres
             grid_of.update(dict.fromkeys(ks, g))
         return maps, grid_of, pres_q
@@ -694,9 +713,7 @@ class Segmentor:
         """Same-size uint8 RGB images at ``mpp`` resampled to ``grid_mpp`` and padded (edge)
         to multiples of the encoder stride: ``(B, H', W', 3)`` and the unpadded ``(h, w)``."""
         grid = [resample_rgb(im, mpp / grid_mpp, min_side=STRIDE) for im in images]
-        h, w = grid[0].shape[:2]
-        pad = ((0, (-h) % STRIDE), (0, (-w) % STRIDE), (0, 0))
-        return np.stack([np.pad(im, pad, mode="edge") for im in grid]), (h, w)
+        return np.stack([_pad_to_stride(im) for im in grid]), grid[0].shape[:2]
 
     def _predict_same_size(self, images, mpp, parsed, queries, which, groups, t0
                            ) -> list[list[PromptResult]]:
@@ -718,7 +735,7 @@ class Segmentor:
                 for k in range(len(chunk)):   # post-processed while the next batch runs
                     maps, grid_of, pres_q = self._index_grids(
                         {g: (pr[k], di[k], ps[k], ks)
-                         for g, (pr, di, ps, ks) in per_grid.items()}, len(queries))
+                         for g, (pr, di, ps, ks) in per_grid.items()}, queries)
                     jobs[i + k] = [_Job(ex, self._answer, p, idx, maps, grid_of, queries,
                                         pres_q, chunk[k].shape[:2], mpp, t0)
                                    for p, idx in zip(parsed, which)]

@@ -380,7 +380,8 @@ def _blobby_maps(seg, monkeypatch):
         f = ndimage.gaussian_filter(rng.random((2, n_images, len(queries), h, w)),
                                     (0, 0, 0, 6, 6))
         f = (f - f.mean()) / f.std() * 0.3 + 0.5
-        return f[0].clip(0, 1), f[1].clip(0, 1), np.full((n_images, len(queries)), 0.9)
+        dist = f[1][:, seg._instance_queries(queries)]   # cell/nucleus queries only
+        return f[0].clip(0, 1), dist.clip(0, 1), np.full((n_images, len(queries)), 0.9)
 
     monkeypatch.setattr(seg, "_maps_for_state", maps)
     return seg
@@ -414,6 +415,31 @@ def test_postprocess_workers_do_not_change_results(segmentor, monkeypatch):
     for a, b in zip(seg0.predict(prompts), seg3.predict(prompts)):
         np.testing.assert_array_equal(a.mask, b.mask)
         assert 0.05 < a.mask.mean() < 0.95
+
+
+def test_distance_maps_only_for_cell_and_nucleus_queries(segmentor):
+    """Region queries carry no distance map (memory and blending cost): the maps of a
+    mixed query list hold one distance channel per cell/nucleus query, and instance prompts
+    still get instances on the single-pass and the tiled path."""
+    queries, _ = segmentor._queries(segmentor.ontology.parse_many(
+        ["tumor", "nuclei", "stroma", "lymphocytes"]))
+    inst_q = segmentor._instance_queries(queries)
+    assert [queries[k][0] for k in inst_q] == ["nucleus", "lymphocyte"]
+    segmentor.set_image(_image(64, 64), mpp=0.5)
+    enc = segmentor._encoded
+    prob, dist, pres = segmentor._maps_for_state(enc.states[0], 1, queries)
+    assert prob.shape[:2] == (1, 4) and dist.shape[:2] == (1, 2) and pres.shape == (1, 4)
+    _, dist, _ = segmentor._maps_for_state(enc.states[0], 1, queries[:1])
+    assert dist.shape[1] == 0
+    seg = Segmentor(segmentor.model, segmentor.config, device="cpu", max_side=64,
+                    presence_threshold=0.0, mask_threshold=0.0)
+    for side in (48, 700):   # one pass; overlapping tiles (2 x tile_size = 512 px each)
+        seg.set_image(_image(side, side, 3), mpp=0.5)
+        tumor, nuclei = seg.predict(["tumor", "nuclei"])
+        assert len(seg._encoded.boxes[0]) == (1 if side == 48 else 4)
+        assert tumor.instances is None
+        assert nuclei.instances is not None and nuclei.instances.shape == (side, side)
+        np.testing.assert_array_equal(nuclei.mask, nuclei.instances > 0)
 
 
 def test_postprocess_errors_reach_the_caller(segmentor, monkeypatch):
