@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = [
     "build_small",
     "build_base",
     "build_segmentor",
+    "average_checkpoints",
     "default_config",
     "ontology_vocabulary",
     "label_segments",
@@ -334,5 +336,79 @@ def export_checkpoint(src: str | Path, dst: str | Path) -> Path:
     for name in (WEIGHTS_NAME, CONFIG_NAME):
         shutil.copyfile(s / name, d / name)
         (d / name).chmod(0o644)
+    load_checkpoint(d)
+    return d
+
+
+def average_checkpoints(sources: list[str | Path], dst: str | Path, *,
+                        weights: list[float] | None = None) -> Path:
+    """Write the weighted mean of several checkpoints' weights (a "model soup").
+
+    Fine-tunes that start from the same weights can be averaged parameter by parameter
+    (Wortsman et al. 2022, "Model soups"): the mean keeps much of what each fine-tune gained
+    and less of what each one lost. Floating-point tensors (weights and normalisation
+    statistics) are averaged; integer buffers (batch counters) are taken from the first
+    source. The config is the first source's, with ``training.average_of`` listing each
+    source, its weights' SHA-256 and its weight.
+
+    Parameters
+    ----------
+    sources : list of str or Path
+        Checkpoint folders (or packaged names) of one architecture, model config and
+        vocabulary.
+    dst : str or Path
+        Output folder (``model.safetensors`` + ``config.json``, written atomically).
+    weights : list of float, optional
+        Non-negative weights, one per source (normalised to sum 1); default equal.
+
+    Returns
+    -------
+    Path
+        ``dst``.
+
+    Raises
+    ------
+    CheckpointError
+        Fewer than two sources, bad weights, or sources that differ in architecture, model
+        config, vocabulary or tensor names and shapes.
+    """
+    if len(sources) < 2:
+        raise CheckpointError(f"average_checkpoints needs at least two checkpoints, got "
+                              f"{len(sources)}")
+    w = [1.0] * len(sources) if weights is None else [float(x) for x in weights]
+    if len(w) != len(sources) or not all(math.isfinite(x) and x >= 0 for x in w) \
+            or sum(w) <= 0:
+        raise CheckpointError(f"weights={weights!r} must be one finite number >= 0 per "
+                              f"checkpoint ({len(sources)}), not all zero")
+    total = sum(w)
+    loaded = [load_checkpoint(s) for s in sources]
+    model, cfg = loaded[0]
+    for src, (_, c) in zip(sources[1:], loaded[1:]):
+        for key in ("architecture", "model", "vocabulary", "mpp"):
+            if c.get(key) != cfg.get(key):
+                raise CheckpointError(f"cannot average {src!r} with {sources[0]!r}: their "
+                                      f"{key!r} differ; average fine-tunes of one checkpoint")
+    states = [m.state_dict() for m, _ in loaded]
+    mean = {}
+    for k, v in states[0].items():
+        for src, st in zip(sources[1:], states[1:]):
+            if k not in st or st[k].shape != v.shape:
+                raise CheckpointError(f"cannot average {src!r} with {sources[0]!r}: tensor "
+                                      f"{k!r} differs")
+        if v.is_floating_point():
+            acc = torch.zeros_like(v, dtype=torch.float64)
+            for st, x in zip(states, w):
+                acc += st[k].double() * (x / total)
+            mean[k] = acc.to(v.dtype)
+        else:
+            mean[k] = v.clone()
+    model.load_state_dict(mean)
+    out = dict(cfg)
+    out["training"] = dict(cfg.get("training", {}))
+    out["training"]["average_of"] = [
+        {"checkpoint": str(s), "weights_sha256": c.get("weights_sha256"), "weight": x / total}
+        for s, (_, c), x in zip(sources, loaded, w)]
+    out.pop("weights_sha256", None)
+    d = save_checkpoint(model, out, dst)
     load_checkpoint(d)
     return d

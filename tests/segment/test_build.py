@@ -12,6 +12,7 @@ from pathxai.segment.build import (
     CONFIG_NAME,
     MODEL_REGISTRY,
     WEIGHTS_NAME,
+    average_checkpoints,
     build_segmentor,
     default_config,
     load_checkpoint,
@@ -100,3 +101,51 @@ def test_missing_checkpoint_names_the_fix(tmp_path):
         load_checkpoint(tmp_path / "nope" / "x")
     with pytest.raises(CheckpointError, match="packaged checkpoints"):
         load_checkpoint("no_such_name")
+
+
+def _saved(tmp_path, name, seed):
+    torch.manual_seed(seed)
+    cfg = default_config("tiny")
+    model = _small_model(len(cfg["vocabulary"]))
+    model.train()
+    model.encode_image(torch.randn(2, 3, 64, 64))   # non-trivial BatchNorm statistics
+    model.eval()
+    return model, save_checkpoint(model, cfg, tmp_path / name)
+
+
+def test_average_checkpoints_is_the_weighted_mean(tmp_path):
+    """Every floating tensor (weights and BatchNorm statistics) is the weighted mean of the
+    sources; integer buffers come from the first; the config names the sources."""
+    a, da = _saved(tmp_path, "a", 0)
+    b, db = _saved(tmp_path, "b", 1)
+    out = average_checkpoints([da, db], tmp_path / "soup", weights=[3, 1])
+    soup, cfg = load_checkpoint(out)
+    sa, sb, ss = a.state_dict(), b.state_dict(), soup.state_dict()
+    n_float = 0
+    for k, v in ss.items():
+        if v.is_floating_point():
+            n_float += 1
+            torch.testing.assert_close(v, 0.75 * sa[k] + 0.25 * sb[k], rtol=1e-6, atol=1e-7)
+        else:
+            assert torch.equal(v, sa[k]), k
+    assert n_float > 10 and any("running_var" in k for k in ss)
+    src = cfg["training"]["average_of"]
+    assert [s["weight"] for s in src] == [0.75, 0.25]
+    assert src[1]["weights_sha256"] == json.loads((db / CONFIG_NAME).read_text())[
+        "weights_sha256"]
+    assert cfg["weights_sha256"] != src[0]["weights_sha256"]
+
+
+def test_average_checkpoints_refuses_mismatches(tmp_path):
+    _, da = _saved(tmp_path, "a", 0)
+    _, db = _saved(tmp_path, "b", 1)
+    with pytest.raises(CheckpointError, match="at least two"):
+        average_checkpoints([da], tmp_path / "x")
+    for bad in ([1.0], [1.0, -1.0], [0.0, 0.0], [float("nan"), 1.0]):
+        with pytest.raises(CheckpointError, match="weights="):
+            average_checkpoints([da, db], tmp_path / "x", weights=bad)
+    other, cfg = build_segmentor("tiny")
+    dc = save_checkpoint(other, cfg, tmp_path / "c")
+    with pytest.raises(CheckpointError, match="'model' differ"):
+        average_checkpoints([da, dc], tmp_path / "x")
+    assert not (tmp_path / "x").exists()
