@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the shipped segmentation checkpoint (pathxai/segment/weights/default) from scratch.
 #
-#   bash analyses/train_default_checkpoint.sh            # all four phases (resumes an interrupted run), then export
+#   bash analyses/train_default_checkpoint.sh            # all five phases (resumes an interrupted run), then export
 #   MAX_MINUTES=30 bash analyses/train_default_checkpoint.sh   # bound each call (resume later)
 #
 # Phase 1: pathxai/segment/configs/default.yaml (3000 steps, synthetic share 0.36).
@@ -11,7 +11,10 @@
 #          phase 2 (fresh optimizer) with the real gland and tumour-region sets weighted up.
 # Phase 4: pathxai/segment/configs/context.yaml, 2400 steps of 384-px crops (192 µm field of view
 #          instead of 128 µm) from the end of phase 3, glands weighted up again (2 torch threads).
-# The shipped weights are the end of phase 4 (182 min of CPU training in all: 50 + 50 + 33 + 49);
+# Phase 5: pathxai/segment/configs/wide.yaml, 2000 steps from the end of phase 4 at half its learning rate;
+#          30 % of the steps are wide batches (4 crops of 512 px = 256 µm from GlaS, EBHI and synthetic
+#          patches), the rest phase 4's batches.
+# The shipped weights are the end of phase 5 (206 min of CPU training in all: 50 + 50 + 33 + 49 + 25);
 # the phase boundaries and times are recorded in config.json -> training.phases.
 # Training data: the synthetic renderer (pathxai.datasets.render_patch) and the train rows of
 # ../shared/data/index.csv (or $PATHXAI_SHARED_DATA/index.csv) minus the held-out split
@@ -29,7 +32,8 @@ fi
 "$PY" -m pathxai.segment.train pathxai/segment/configs/long.yaml --out training_runs/long --resume "${EXTRA[@]}"
 "$PY" -m pathxai.segment.train pathxai/segment/configs/refine.yaml --out training_runs/refine --resume "${EXTRA[@]}"
 "$PY" -m pathxai.segment.train pathxai/segment/configs/context.yaml --out training_runs/context --resume "${EXTRA[@]}"
-"$PY" - training_runs/context/last pathxai/segment/weights/default <<'PYEOF'
+"$PY" -m pathxai.segment.train pathxai/segment/configs/wide.yaml --out training_runs/wide --resume "${EXTRA[@]}"
+"$PY" - training_runs/wide/last pathxai/segment/weights/default <<'PYEOF'
 import json
 import sys
 from pathlib import Path
@@ -39,10 +43,10 @@ from pathxai.segment.build import export_checkpoint
 dst = export_checkpoint(sys.argv[1], sys.argv[2])
 phases, before = [], 0.0
 for run, cfg in (("default", "default.yaml"), ("long", "long.yaml"), ("refine", "refine.yaml"),
-                 ("context", "context.yaml")):
+                 ("context", "context.yaml"), ("wide", "wide.yaml")):
     st = json.loads(Path(f"training_runs/{run}/last/train_state.json").read_text())
     minutes = st["elapsed_s"] / 60
-    # long continues the default run's clock; refine and context start fresh ones (init_from)
+    # long continues the default run's clock; refine, context and wide start fresh ones (init_from)
     own = minutes - before if run == "long" else minutes
     before = minutes if run in ("default", "long") else before
     phases.append({"config": f"pathxai/segment/configs/{cfg}", "run": f"training_runs/{run}",
