@@ -8,7 +8,7 @@ with bootstrap CIs, AJI for instance masks, absent-object empty-mask rate).
 Run::
 
     .venv/bin/python analyses/evaluate_default_checkpoint.py [--model default]
-        [--out results/segment_eval] [--no-baseline] [--tta]
+        [--out results/segment_eval] [--no-baseline] [--tta [all|tissue]]
 
 Writes ``model.json``, ``stain.json`` and ``table.md`` (a Markdown table for the README
 and the model card) into ``--out``.
@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="default")
     ap.add_argument("--out", default="results/segment_eval")
     ap.add_argument("--no-baseline", action="store_true")
-    ap.add_argument("--tta", action="store_true", help="model with flip test-time augmentation")
+    ap.add_argument("--tta", nargs="?", const="all", default=None, choices=["all", "tissue"],
+                    help="model with flip test-time augmentation (for tissue-level prompts only: "
+                         "--tta tissue)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n-boot", type=int, default=1000)
     a = ap.parse_args(argv)

@@ -24,9 +24,10 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 _MAX_WHOLE_PIXELS = 8192 * 8192
 
 
-def load_predictor(name: str, *, tta: bool = False) -> Any:
+def load_predictor(name: str, *, tta: bool | str | None = None) -> Any:
     """``"stain"`` -> :class:`StainSegmentor`; anything else -> ``Segmentor.from_pretrained(name)``
-    (with flip test-time augmentation when ``tta``; the stain baseline refuses ``tta``).
+    (with flip test-time augmentation when ``tta`` is ``True``/``"all"`` or, for tissue-level
+    prompts only, ``"tissue"``; the stain baseline refuses ``tta``).
 
     Raises
     ------
@@ -238,8 +239,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="default",
                    help="checkpoint name or path, or 'stain' for the classical baseline (default: default)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--tta", action="store_true",
-                   help="test-time augmentation: average the model over 4 flips (about 4x slower)")
+    p.add_argument("--tta", nargs="?", const="all", default=None, choices=["all", "tissue"],
+                   help="test-time augmentation: average the model over 4 flips (about 4x slower); "
+                        "'--tta tissue' for tissue-level prompts only")
     p.set_defaults(func=_cmd_segment)
 
     e = subparsers.add_parser(
@@ -255,8 +257,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-absent", action="store_true", help="skip the absent-object check")
-    e.add_argument("--tta", action="store_true",
-                   help="test-time augmentation: average the model over 4 flips (about 4x slower)")
+    e.add_argument("--tta", nargs="?", const="all", default=None, choices=["all", "tissue"],
+                   help="test-time augmentation: average the model over 4 flips (about 4x slower); "
+                        "'--tta tissue' for tissue-level prompts only")
     e.set_defaults(func=_cmd_evaluate)
 
     t = subparsers.add_parser("train", help="train a segmentation model from a config file")

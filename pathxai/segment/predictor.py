@@ -234,10 +234,12 @@ class Segmentor:
         blended linearly.
     batch_size : int
         Tiles per forward pass.
-    tta : bool
+    tta : bool or {"all", "tissue"}
         Test-time augmentation: every tile is also encoded flipped left-right, up-down and
         both, and the probability, distance and presence maps are averaged after flipping
-        back (about 4× the network cost; recorded in :attr:`postprocess`).
+        back (about 4× the network cost; recorded in :attr:`postprocess`). ``True`` or
+        ``"all"``: for every prompt; ``"tissue"``: for tissue-level prompts only, while cell
+        and nucleus prompts are answered from the unflipped view (exactly as without TTA).
     postprocess_workers : int, optional
         Threads that turn each prompt's maps into masks and instances (thresholds, closing,
         hole filling, watershed), one job per image and prompt, while the calling thread
@@ -255,7 +257,7 @@ class Segmentor:
     def __init__(self, model: PromptSegmentationModel, config: dict, *, device=None,
                  presence_threshold: float | None = None, mask_threshold: float | None = None,
                  min_hole_um2: float | None = None, close_um: float | None = None,
-                 max_side: int = 1024, batch_size: int = 8, tta: bool = False,
+                 max_side: int = 1024, batch_size: int = 8, tta: bool | str = False,
                  postprocess_workers: int | None = None, checkpoint_dir: Path | None = None):
         from .ontology import load_ontology
 
@@ -278,7 +280,12 @@ class Segmentor:
             raise ValueError(f"close_um={close_um!r} must be a finite radius >= 0 µm")
         self.max_side = int(max_side)
         self.batch_size = int(batch_size)
-        self.tta = bool(tta)
+        if tta not in (False, True, None, "all", "tissue"):
+            raise ValueError(f"tta={tta!r} must be False, True / 'all' (every prompt) or "
+                             "'tissue' (tissue-level prompts only)")
+        #: test-time augmentation: None, "all" or "tissue" (the prompts it applies to)
+        self.tta_mode: str | None = "all" if tta is True else (tta or None)
+        self.tta = self.tta_mode is not None
         workers = _default_postprocess_workers() if postprocess_workers is None \
             else postprocess_workers
         if isinstance(workers, bool) or not isinstance(workers, int | np.integer) \
@@ -311,7 +318,10 @@ class Segmentor:
                            f"least {2 * CLOSE_COARSE_PX:g} px are closed on a grid floor(radius "
                            f"/ {CLOSE_COARSE_PX:g}) times coarser (postprocess.close_gaps)",
                 "tissue_mpp": self.tissue_mpp,
-                "test_time_augmentation": "mean over identity and 3 flips" if self.tta else None,
+                "test_time_augmentation": None if not self.tta else (
+                    "mean over identity and 3 flips" + (
+                        " for tissue-level prompts; identity only for cell and nucleus prompts"
+                        if self.tta_mode == "tissue" else "")),
                 "resampling": "maps bilinear; region masks to the input grid by bilinear "
                               "interpolation thresholded at 0.5, instances nearest neighbour",
                 "instances": "watershed on the distance map; mask = union of instances"}
@@ -524,16 +534,23 @@ class Segmentor:
         size = state.size
         logits = out["mask_logits"].float()[:, None]
         prob = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        prob = _mean_views(prob.sigmoid().view(n_views, n_images, q, *size))
+        prob_views = prob.sigmoid().view(n_views, n_images, q, *size)
+        prob = _mean_views(prob_views)
+        pres_views = out["presence_logits"].float().sigmoid().view(n_views, n_images, q)
+        pres = pres_views.mean(0)
         inst_q = self._instance_queries(queries)
+        # tta="tissue": cell and nucleus queries keep the identity view only
+        identity_only = n_views > 1 and self.tta_mode == "tissue"
+        if identity_only and inst_q:
+            prob[:, inst_q] = prob_views[0][:, inst_q]
+            pres[:, inst_q] = pres_views[0][:, inst_q]
         if inst_q:
             il = out["inst_logits"].float().view(n_all, q, *out["inst_logits"].shape[-2:])
             il = F.interpolate(il[:, inst_q], size=size, mode="bilinear", align_corners=False)
-            dist = _mean_views(il.sigmoid().view(n_views, n_images, len(inst_q), *size))
-            dist = dist.cpu().numpy()
+            il = il.sigmoid().view(n_views, n_images, len(inst_q), *size)
+            dist = (il[0] if identity_only else _mean_views(il)).cpu().numpy()
         else:
             dist = np.zeros((n_images, 0, *size), np.float32)
-        pres = out["presence_logits"].float().sigmoid().view(n_views, n_images, q).mean(0)
         return prob.cpu().numpy(), dist, pres.cpu().numpy()
 
     def _grid_maps(self, enc: _Encoded, queries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

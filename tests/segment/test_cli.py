@@ -108,3 +108,12 @@ def test_segment_tta_runs_the_model_and_is_refused_for_the_stain_baseline(tmp_pa
     assert [s["label"] for s in summary] == ["tumor", "nucleus"]
     meta = json.loads((tmp_path / "m" / "meta.json").read_text())
     assert "test_time_augmentation" in json.dumps(meta)
+    assert main(["segment", str(image), "--prompt", "tumour", "--mpp", "0.5", "--tta", "tissue",
+                 "--out", str(tmp_path / "t")]) == 0
+    capsys.readouterr()
+    meta = json.loads((tmp_path / "t" / "meta.json").read_text())
+    assert "for tissue-level prompts" in json.dumps(meta)
+    with pytest.raises(SystemExit):
+        main(["segment", str(image), "--prompt", "tumour", "--tta", "flips", "--out",
+              str(tmp_path / "x")])
+    assert "invalid choice: 'flips'" in capsys.readouterr().err

@@ -320,6 +320,37 @@ def test_test_time_augmentation_averages_the_flipped_views(segmentor):
         "test_time_augmentation"]
 
 
+def test_tissue_only_test_time_augmentation(segmentor):
+    """tta="tissue": tissue-level prompts get the 4-view mean (as tta=True), cell and nucleus
+    prompts the identity view only (as without TTA), on one encoder call; bad modes refused."""
+    kw = dict(device="cpu", max_side=512, presence_threshold=0.0)
+    plain, full, tissue = (Segmentor(segmentor.model, segmentor.config, tta=t, **kw)
+                           for t in (False, "all", "tissue"))
+    assert (plain.tta, full.tta, tissue.tta) == (False, True, True)
+    assert "tissue-level prompts" in tissue.postprocess["test_time_augmentation"]
+    img = _image(64, 96, seed=5)
+    prompts = ["tumor", "nucleus", "stroma", "lymphocytes"]
+    answers = {}
+    for name, seg in (("plain", plain), ("full", full), ("tissue", tissue)):
+        seg.set_image(img, mpp=0.5)
+        n0 = seg.n_encoder_calls
+        answers[name] = seg.predict(prompts)
+        assert seg.n_encoder_calls - n0 == 1
+    for k, p in enumerate(prompts):
+        ref = answers["full" if p in ("tumor", "stroma") else "plain"][k]
+        other = answers["plain" if p in ("tumor", "stroma") else "full"][k]
+        got = answers["tissue"][k]
+        np.testing.assert_allclose(got.probability, ref.probability, atol=1e-6)
+        assert got.presence == pytest.approx(ref.presence, abs=1e-6)
+        np.testing.assert_array_equal(got.mask, ref.mask)
+        assert np.abs(got.probability - other.probability).max() > 1e-4   # the modes differ
+        if ref.instances is not None:
+            np.testing.assert_array_equal(got.instances, ref.instances)
+    for bad in ("flips", 2, "yes"):
+        with pytest.raises(ValueError, match="tta="):
+            Segmentor(segmentor.model, segmentor.config, device="cpu", tta=bad)
+
+
 def test_predict_batch_keeps_the_callers_image(segmentor):
     """Both predict_batch paths (batched, and per-image for mixed sizes) leave the image of the
     caller's last set_image current."""
