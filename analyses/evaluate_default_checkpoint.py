@@ -70,13 +70,13 @@ def table(model_res: dict, stain_res: dict | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pathxai.segment.cli import add_tta_option
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
     ap.add_argument("--out", default="results/segment_eval")
     ap.add_argument("--no-baseline", action="store_true")
-    ap.add_argument("--tta", nargs="?", const="all", default=None, choices=["all", "tissue"],
-                    help="model with flip test-time augmentation (for tissue-level prompts only: "
-                         "--tta tissue)")
+    add_tta_option(ap)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n-boot", type=int, default=1000)
     a = ap.parse_args(argv)

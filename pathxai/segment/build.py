@@ -408,7 +408,6 @@ def average_checkpoints(sources: list[str | Path], dst: str | Path, *,
     out["training"]["average_of"] = [
         {"checkpoint": str(s), "weights_sha256": c.get("weights_sha256"), "weight": x / total}
         for s, (_, c), x in zip(sources, loaded, w)]
-    out.pop("weights_sha256", None)
-    d = save_checkpoint(model, out, dst)
+    d = save_checkpoint(model, out, dst)   # writes the soup's own weights_sha256
     load_checkpoint(d)
     return d

@@ -226,6 +226,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_tta_option(parser: argparse.ArgumentParser) -> None:
+    """``--tta [all|tissue]``: flip test-time augmentation for every prompt (``--tta``) or for
+    tissue-level prompts only (``--tta tissue``); ``None`` when absent (see ``Segmentor(tta=)``)."""
+    parser.add_argument("--tta", nargs="?", const="all", default=None, choices=["all", "tissue"],
+                        help="test-time augmentation: average the model over 4 flips (about 4x "
+                             "slower); '--tta tissue' for tissue-level prompts only")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``segment``, ``evaluate`` and ``train`` to the ``pathxai`` command."""
     p = subparsers.add_parser(
@@ -239,9 +247,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="default",
                    help="checkpoint name or path, or 'stain' for the classical baseline (default: default)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--tta", nargs="?", const="all", default=None, choices=["all", "tissue"],
-                   help="test-time augmentation: average the model over 4 flips (about 4x slower); "
-                        "'--tta tissue' for tissue-level prompts only")
+    add_tta_option(p)
     p.set_defaults(func=_cmd_segment)
 
     e = subparsers.add_parser(
@@ -257,9 +263,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-absent", action="store_true", help="skip the absent-object check")
-    e.add_argument("--tta", nargs="?", const="all", default=None, choices=["all", "tissue"],
-                   help="test-time augmentation: average the model over 4 flips (about 4x slower); "
-                        "'--tta tissue' for tissue-level prompts only")
+    add_tta_option(e)
     e.set_defaults(func=_cmd_evaluate)
 
     t = subparsers.add_parser("train", help="train a segmentation model from a config file")
