@@ -17,6 +17,8 @@ Segmentor, build_segmentor, MODEL_REGISTRY, segment_slide, train
     The neural model family (PathSegmentor-style).
 evaluate_index(index, predictor, ...) -> dict
     Dice / IoU / AJI with bootstrap CIs on an image-mask index.
+paired_dice_table(a, b) -> DataFrame
+    Paired per-image Dice difference of two evaluation results, with bootstrap CIs.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ _LAZY: dict[str, str] = {
     "PromptResult": "pathxai.segment.types:PromptResult",
     "StainSegmentor": "pathxai.segment.stain:StainSegmentor",
     "evaluate_index": "pathxai.segment.evaluate:evaluate_index",
+    "paired_dice_table": "pathxai.segment.compare:paired_dice_table",
     "Segmentor": "pathxai.segment.predictor:Segmentor",
     "build_segmentor": "pathxai.segment.build:build_segmentor",
     "MODEL_REGISTRY": "pathxai.segment.build:MODEL_REGISTRY",
