@@ -158,8 +158,9 @@ def build_test_sets(out: Path) -> dict[str, pd.DataFrame]:
 # --------------------------------------------------------------------------- running
 def _phase_steps(training: dict) -> int | None:
     """Optimizer steps of a multi-phase checkpoint: ``long`` continues the previous phase's
-    step counter (analyses/train_default_checkpoint.sh), the other phases start at 0."""
-    phases = training.get("phases")
+    step counter (analyses/train_default_checkpoint.sh), the other phases start at 0;
+    averages of weights (``average_of``) take no step."""
+    phases = [ph for ph in training.get("phases") or [] if "end_step" in ph]
     if not phases:
         return training.get("step")
     return sum(ph["end_step"] - (prev["end_step"] if ph["run"].endswith("long") else 0)
@@ -285,9 +286,12 @@ def write_report(out: Path, results: dict[str, dict], argv_info: dict) -> str:
             return f"{src}; {', '.join(aug)}"
         if what == "budget":
             if c.kind == "multitask":
-                n = len(tr.get("phases") or []) or 1
-                return (f"{tr.get('wall_minutes')} wall-min of CPU training in {n} phase(s) "
-                        "(1-2 torch threads; CPU time not recorded)")
+                phases = tr.get("phases") or []
+                n = sum("end_step" in ph for ph in phases) or 1
+                n_avg = sum("average_of" in ph for ph in phases)
+                return (f"{tr.get('wall_minutes')} wall-min of CPU training in {n} phase(s)"
+                        + (f" and {n_avg} weight average(s)" if n_avg else "")
+                        + " (1-2 torch threads; CPU time not recorded)")
             return f"{tr['cpu_seconds'] / 60:.1f} CPU-min ({tr['wall_seconds'] / 60:.1f} wall-min)"
         if what == "steps":
             if c.kind == "multitask" and tr.get("phases"):

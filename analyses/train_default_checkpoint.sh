@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the shipped segmentation checkpoint (pathxai/segment/weights/default) from scratch.
 #
-#   bash analyses/train_default_checkpoint.sh            # all five phases (resumes an interrupted run), then export
+#   bash analyses/train_default_checkpoint.sh            # all seven phases (resumes an interrupted run), then export
 #   MAX_MINUTES=30 bash analyses/train_default_checkpoint.sh   # bound each call (resume later)
 #
 # Phase 1: pathxai/segment/configs/default.yaml (3000 steps, synthetic share 0.36).
@@ -14,7 +14,14 @@
 # Phase 5: pathxai/segment/configs/wide.yaml, 2000 steps from the end of phase 4 at half its learning rate;
 #          30 % of the steps are wide batches (4 crops of 512 px = 256 µm from GlaS, EBHI and synthetic
 #          patches), the rest phase 4's batches.
-# The shipped weights are the end of phase 5 (206 min of CPU training in all: 50 + 50 + 33 + 49 + 25);
+# Phase 6: pathxai/segment/configs/wide2.yaml, phase 5's recipe a second time from the end of phase 5
+#          (seed 5); then the equal-weight average of the ends of phases 5 and 6 (training_runs/wide2_avg,
+#          pathxai.segment.build.average_checkpoints).
+# Phase 7: pathxai/segment/configs/wide640.yaml, from wide2_avg: the wide batches are 3 crops of 640 px
+#          (320 µm); then the equal-weight average of wide2_avg and the end of phase 7
+#          (training_runs/wide640_avg), which is exported.
+# The shipped weights are wide640_avg (263.9 min of CPU training in all: 50 + 50 + 33 + 49 + 25 + 28 + 29;
+# the averages take seconds);
 # the phase boundaries and times are recorded in config.json -> training.phases.
 # Training data: the synthetic renderer (pathxai.datasets.render_patch) and the train rows of
 # ../shared/data/index.csv (or $PATHXAI_SHARED_DATA/index.csv) minus the held-out split
@@ -33,7 +40,16 @@ fi
 "$PY" -m pathxai.segment.train pathxai/segment/configs/refine.yaml --out training_runs/refine --resume "${EXTRA[@]}"
 "$PY" -m pathxai.segment.train pathxai/segment/configs/context.yaml --out training_runs/context --resume "${EXTRA[@]}"
 "$PY" -m pathxai.segment.train pathxai/segment/configs/wide.yaml --out training_runs/wide --resume "${EXTRA[@]}"
-"$PY" - training_runs/wide/last pathxai/segment/weights/default <<'PYEOF'
+"$PY" -m pathxai.segment.train pathxai/segment/configs/wide2.yaml --out training_runs/wide2 --resume "${EXTRA[@]}"
+average() {   # average SRC1 SRC2 DST: equal-weight mean of two checkpoints (skipped when DST exists)
+  if [[ ! -f "$3/model.safetensors" ]]; then
+    "$PY" -c "import sys; from pathxai.segment.build import average_checkpoints as a; a(sys.argv[1:3], sys.argv[3])" "$1" "$2" "$3"
+  fi
+}
+average training_runs/wide/last training_runs/wide2/last training_runs/wide2_avg/last
+"$PY" -m pathxai.segment.train pathxai/segment/configs/wide640.yaml --out training_runs/wide640 --resume "${EXTRA[@]}"
+average training_runs/wide2_avg/last training_runs/wide640/last training_runs/wide640_avg/last
+"$PY" - training_runs/wide640_avg/last pathxai/segment/weights/default <<'PYEOF'
 import json
 import sys
 from pathlib import Path
@@ -43,15 +59,24 @@ from pathxai.segment.build import export_checkpoint
 dst = export_checkpoint(sys.argv[1], sys.argv[2])
 phases, before = [], 0.0
 for run, cfg in (("default", "default.yaml"), ("long", "long.yaml"), ("refine", "refine.yaml"),
-                 ("context", "context.yaml"), ("wide", "wide.yaml")):
+                 ("context", "context.yaml"), ("wide", "wide.yaml"), ("wide2", "wide2.yaml"),
+                 ("wide640", "wide640.yaml")):
     st = json.loads(Path(f"training_runs/{run}/last/train_state.json").read_text())
     minutes = st["elapsed_s"] / 60
-    # long continues the default run's clock; refine, context and wide start fresh ones (init_from)
+    # long continues the default run's clock; the later phases start fresh ones (init_from)
     own = minutes - before if run == "long" else minutes
     before = minutes if run in ("default", "long") else before
     phases.append({"config": f"pathxai/segment/configs/{cfg}", "run": f"training_runs/{run}",
                    "end_step": st["step"], "minutes": round(own, 1)})
+    if run in ("wide2", "wide640"):   # each followed by an equal-weight average (no training)
+        first = "training_runs/wide/last" if run == "wide2" else "training_runs/wide2_avg/last"
+        phases.append({"average_of": [first, f"training_runs/{run}/last"],
+                       "run": f"training_runs/{run}_avg", "minutes": 0.0})
 conf = json.loads((dst / "config.json").read_text())
+# an average carries its first source's training block: describe the last trained phase instead
+last = json.loads(Path("training_runs/wide640/last/config.json").read_text())["training"]
+conf["training"].update({k: last[k] for k in ("config", "step", "total_steps", "wall_minutes",
+                                              "device", "torch")})
 conf["training"]["phases"] = phases
 conf["training"]["total_minutes"] = round(sum(p["minutes"] for p in phases), 1)
 (dst / "config.json").write_text(json.dumps(conf, indent=1) + "\n")

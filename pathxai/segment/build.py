@@ -349,7 +349,8 @@ def average_checkpoints(sources: list[str | Path], dst: str | Path, *,
     and less of what each one lost. Floating-point tensors (weights and normalisation
     statistics) are averaged; integer buffers (batch counters) are taken from the first
     source. The config is the first source's, with ``training.average_of`` listing each
-    source, its weights' SHA-256 and its weight.
+    source, its weights' SHA-256 and its weight, and no ``metrics`` (the sources' training-time
+    validation did not score the mean).
 
     Parameters
     ----------
@@ -408,6 +409,8 @@ def average_checkpoints(sources: list[str | Path], dst: str | Path, *,
     out["training"]["average_of"] = [
         {"checkpoint": str(s), "weights_sha256": c.get("weights_sha256"), "weight": x / total}
         for s, (_, c), x in zip(sources, loaded, w)]
+    # training-time validation scored the first source, not the mean: keep none
+    out["metrics"] = {}
     d = save_checkpoint(model, out, dst)   # writes the soup's own weights_sha256
     load_checkpoint(d)
     return d

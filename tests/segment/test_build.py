@@ -118,6 +118,9 @@ def test_average_checkpoints_is_the_weighted_mean(tmp_path):
     sources; integer buffers come from the first; the config names the sources."""
     a, da = _saved(tmp_path, "a", 0)
     b, db = _saved(tmp_path, "b", 1)
+    cfg_a = json.loads((da / CONFIG_NAME).read_text())
+    cfg_a["metrics"] = {"validation": {"glas/gland": {"dice": 0.9}}, "step": 10}
+    (da / CONFIG_NAME).write_text(json.dumps(cfg_a))
     out = average_checkpoints([da, db], tmp_path / "soup", weights=[3, 1])
     soup, cfg = load_checkpoint(out)
     sa, sb, ss = a.state_dict(), b.state_dict(), soup.state_dict()
@@ -134,6 +137,7 @@ def test_average_checkpoints_is_the_weighted_mean(tmp_path):
     assert src[1]["weights_sha256"] == json.loads((db / CONFIG_NAME).read_text())[
         "weights_sha256"]
     assert cfg["weights_sha256"] != src[0]["weights_sha256"]
+    assert cfg["metrics"] == {}, "the first source's validation scores are not the soup's"
 
 
 def test_average_checkpoints_refuses_mismatches(tmp_path):

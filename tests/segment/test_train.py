@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -197,13 +198,23 @@ def test_shipped_recipe_configs_parse_and_chain_like_the_rebuild_script():
     shipped = json.loads((pkg / "weights" / "default" / "config.json").read_text())
     phases = shipped["training"]["phases"]
     script = (repo / "analyses" / "train_default_checkpoint.sh").read_text()
-    order = [script.index(f"configs/{Path(ph['config']).name} --out {ph['run']}") for ph in phases]
+
+    def line(ph):   # the script's line for a training phase or an equal-weight average
+        if "average_of" in ph:
+            return f"average {' '.join(ph['average_of'])} {ph['run']}/last"
+        return f"configs/{Path(ph['config']).name} --out {ph['run']}"
+
+    order = [script.index(line(ph)) for ph in phases]
     assert order == sorted(order), "phases run in another order than the script"
     for prev, ph in zip(phases, phases[1:]):
+        if "average_of" in ph:   # averages the previous phase's end with an earlier checkpoint
+            assert ph["average_of"][-1] == f"{prev['run']}/last" and ph["minutes"] == 0
+            assert ph["average_of"][0] in {f"{q['run']}/last" for q in phases}, ph
+            continue
         cfg = cfgs[Path(ph["config"]).name]
         assert cfg.init_from in (None, f"{prev['run']}/last"), (ph["config"], cfg.init_from)
         assert ph["end_step"] > 0 and ph["minutes"] > 0
-    last = cfgs[Path(phases[-1]["config"]).name]
+    last = cfgs[Path([ph for ph in phases if "config" in ph][-1]["config"]).name]
     assert shipped["training"]["config"]["name"] == last.name
     assert shipped["training"]["config"]["crop"] == last.crop
     assert shipped["training"]["total_minutes"] == pytest.approx(
@@ -351,3 +362,30 @@ def test_unset_wide_options_leave_the_sampling_unchanged(tmp_path, monkeypatch):
     for x, y in zip(a, b):
         for i, j in zip(x, y):
             np.testing.assert_array_equal(i, j)
+
+
+def test_single_task_comparison_counts_the_shipped_checkpoints_steps(monkeypatch):
+    """analyses/single_task_unet_comparison.py reports the multi-task budget in optimizer
+    steps: phases that start fresh add their steps, ``long`` continues phase 1's counter and
+    averages of weights add none."""
+    import importlib.util
+    from pathlib import Path
+
+    import pathxai.segment as seg_pkg
+
+    pkg = Path(seg_pkg.__file__).parent
+    path = pkg.parents[1] / "analyses" / "single_task_unet_comparison.py"
+    spec = importlib.util.spec_from_file_location("single_task_unet_comparison", path)
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, mod)   # its dataclasses look themselves up
+    spec.loader.exec_module(mod)
+    training = json.loads((pkg / "weights" / "default" / "config.json").read_text())["training"]
+    phases = training["phases"]
+    fresh = [ph["end_step"] for ph in phases if "end_step" in ph and not ph["run"].endswith("long")]
+    expected = sum(fresh) + sum(ph["end_step"] - prev["end_step"]
+                                for prev, ph in zip(phases, phases[1:]) if ph["run"].endswith("long"))
+    assert mod._phase_steps(training) == expected
+    assert mod._phase_steps({"phases": [
+        {"run": "a", "end_step": 100}, {"run": "a_long", "end_step": 250},
+        {"run": "b", "end_step": 40}, {"average_of": ["x", "y"], "run": "c", "minutes": 0.0}]}) == 290
+    assert mod._phase_steps({"step": 7}) == 7
