@@ -389,3 +389,18 @@ def test_single_task_comparison_counts_the_shipped_checkpoints_steps(monkeypatch
         {"run": "a", "end_step": 100}, {"run": "a_long", "end_step": 250},
         {"run": "b", "end_step": 40}, {"average_of": ["x", "y"], "run": "c", "minutes": 0.0}]}) == 290
     assert mod._phase_steps({"step": 7}) == 7
+
+
+def test_documented_experiment_configs_still_parse():
+    """analyses/configs/*.yaml are the documented experiments (README, model card): each must
+    still load with the current TrainConfig, so their commands can be rerun."""
+    from pathlib import Path
+
+    import pathxai.segment as seg_pkg
+
+    folder = Path(seg_pkg.__file__).parents[2] / "analyses" / "configs"
+    paths = sorted(folder.glob("*.yaml"))
+    assert len(paths) >= 5, paths
+    for p in paths:
+        cfg = TrainConfig.from_yaml(p)
+        assert cfg.out_dir.startswith("training_runs/"), (p.name, cfg.out_dir)
