@@ -68,13 +68,14 @@ for run, cfg in (("default", "default.yaml"), ("long", "long.yaml"), ("refine", 
     before = minutes if run in ("default", "long") else before
     phases.append({"config": f"pathxai/segment/configs/{cfg}", "run": f"training_runs/{run}",
                    "end_step": st["step"], "minutes": round(own, 1)})
-    if run in ("wide2", "wide640"):   # each followed by an equal-weight average (no training)
-        first = "training_runs/wide/last" if run == "wide2" else "training_runs/wide2_avg/last"
-        phases.append({"average_of": [first, f"training_runs/{run}/last"],
-                       "run": f"training_runs/{run}_avg", "minutes": 0.0})
+    avg = Path(f"training_runs/{run}_avg/last/config.json")
+    if avg.exists():   # the phase was followed by an average (no training): its recorded sources
+        srcs = [a["checkpoint"] for a in json.loads(avg.read_text())["training"]["average_of"]]
+        phases.append({"average_of": srcs, "run": f"training_runs/{run}_avg", "minutes": 0.0})
 conf = json.loads((dst / "config.json").read_text())
 # an average carries its first source's training block: describe the last trained phase instead
-last = json.loads(Path("training_runs/wide640/last/config.json").read_text())["training"]
+trained = [ph for ph in phases if "end_step" in ph]
+last = json.loads(Path(trained[-1]["run"], "last", "config.json").read_text())["training"]
 conf["training"].update({k: last[k] for k in ("config", "step", "total_steps", "wall_minutes",
                                               "device", "torch")})
 conf["training"]["phases"] = phases
