@@ -128,7 +128,7 @@ def _network_runner(seg: Segmentor, tiles, prompts):
         for g, qs in groups.items():
             for c in chunks:
                 batch, _ = seg.grid_batch(c, mpp=seg.mpp, grid_mpp=g)
-                seg._maps_for_state(seg._encode_batch(batch), len(c), qs)
+                seg._maps_for_state(seg._encode_batch(batch, seg._views_for(qs)), len(c), qs)
         if seg.device.type == "cuda":
             torch.cuda.synchronize()
     return run

@@ -101,6 +101,8 @@ def remove_small_holes(mask: np.ndarray, *, max_size: int) -> np.ndarray:
     fill[0] = False
     border = np.unique(np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]]))
     fill[border] = False
+    if not fill.any():
+        return mask.copy()
     return mask | fill[holes]
 
 

@@ -76,6 +76,7 @@ class _Encoded:
     states: list[ImageState]                 # one per tile batch
     boxes: list[list[tuple[int, int, int, int]]]  # per batch: (y0, x0, h, w), padded grid px
     shape: tuple[int, int]                   # image size at the grid's mpp (unpadded)
+    views: int = 1                           # test-time views encoded per tile (1 or 4)
 
 
 def _to_uint8_rgb(image: Any) -> np.ndarray:
@@ -304,6 +305,7 @@ class Segmentor:
         self._text_cache: dict[tuple, tuple[torch.Tensor, ...]] = {}
         #: number of image-encoder forward passes so far (one per tile batch)
         self.n_encoder_calls = 0
+        self.n_encoded_images = 0   # images through the encoder, test-time views included
         self._hash: str | None = None
 
     # ------------------------------------------------------------------ construction
@@ -409,17 +411,31 @@ class Segmentor:
     def _normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self._mean) / self._std
 
+    def _views_for(self, queries) -> int:
+        """Test-time views the encoder needs for ``queries``: 4 with ``tta="all"``, or with
+        ``tta="tissue"`` when a tissue-level label is among them (cell and nucleus labels
+        are answered from the identity view there), else 1."""
+        if self.tta_mode == "all":
+            return 4
+        if self.tta_mode == "tissue" and any(
+                self.ontology.structure(lab) == "tissue" for lab, _ in queries):
+            return 4
+        return 1
+
     @torch.no_grad()
-    def _encode_batch(self, tiles: np.ndarray) -> ImageState:
-        """Encode ``(B, h, w, 3)`` uint8 tiles (``h, w`` multiples of 32); with :attr:`tta`
-        the state holds ``4 B`` images (the tiles, then flipped left-right, up-down, both)."""
+    def _encode_batch(self, tiles: np.ndarray, views: int | None = None) -> ImageState:
+        """Encode ``(B, h, w, 3)`` uint8 tiles (``h, w`` multiples of 32). With ``views=4``
+        (default: 4 when :attr:`tta` is on, else 1) the state holds ``4 B`` images: the
+        tiles, then the same flipped left-right, up-down, both."""
+        views = (4 if self.tta else 1) if views is None else views
         x = torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device)
         x = self._normalize(x.permute(0, 3, 1, 2).float() / 255.0)
-        if self.tta:   # images, then the same flipped left-right, up-down, both
+        if views == 4:
             x = torch.cat([x, x.flip(-1), x.flip(-2), x.flip(-2, -1)])
         with self._autocast():
             state = self.model.encode_image(x)
         self.n_encoder_calls += 1
+        self.n_encoded_images += int(x.shape[0])
         return state
 
     def set_image(self, image: np.ndarray, *, mpp: float) -> Segmentor:
@@ -440,18 +456,22 @@ class Segmentor:
         """The encoding on the cell/nucleus grid (:attr:`mpp`), computed on first use."""
         return self._encoding(self.mpp)
 
-    def _encoding(self, grid_mpp: float) -> _Encoded:
-        """Encoding of the current image on the grid of ``grid_mpp`` µm/px (cached)."""
+    def _encoding(self, grid_mpp: float, views: int | None = None) -> _Encoded:
+        """Encoding of the current image on the grid of ``grid_mpp`` µm/px with ``views``
+        test-time views (default as :meth:`_encode_batch`); cached, and a cached encoding
+        with more views serves a request for fewer."""
         if self._image is None:
             raise RuntimeError("call set_image(image, mpp=...) before predict(prompts)")
-        if grid_mpp in self._encodings:
-            return self._encodings[grid_mpp]
+        views = (4 if self.tta else 1) if views is None else views
+        cached = self._encodings.get(grid_mpp)
+        if cached is not None and cached.views >= views:
+            return cached
         image, mpp = self._image, self._image_mpp
         img = resample_rgb(image, mpp / grid_mpp, min_side=STRIDE)
         h, w = img.shape[:2]
         if max(h, w) <= self.max_side:
             padded = _pad_to_stride(img)
-            states = [self._encode_batch(padded[None])]
+            states = [self._encode_batch(padded[None], views)]
             boxes = [[(0, 0, *padded.shape[:2])]]
         else:
             tile = 2 * self.tile_size
@@ -465,9 +485,9 @@ class Segmentor:
             for i in range(0, len(all_boxes), self.batch_size):
                 chunk = all_boxes[i:i + self.batch_size]
                 batch = np.stack([padded[y:y + th, x:x + tw] for y, x, th, tw in chunk])
-                states.append(self._encode_batch(batch))
+                states.append(self._encode_batch(batch, views))
                 boxes.append(chunk)
-        enc = _Encoded(states, boxes, (h, w))
+        enc = _Encoded(states, boxes, (h, w), views)
         self._encodings[grid_mpp] = enc
         return enc
 
@@ -524,8 +544,8 @@ class Segmentor:
         ``(n, q)`` as numpy."""
         tok, pad, pooled = self._padded_text(queries)
         q = len(queries)
-        n_views = 4 if self.tta else 1
-        n_all = n_images * n_views
+        n_all = int(state.tokens.shape[0])
+        n_views = n_all // n_images   # as encoded: 1, or 4 test-time views
         ii = torch.arange(n_all, device=self.device).repeat_interleave(q)
         pi = torch.arange(q, device=self.device).repeat(n_all)
         with self._autocast():
@@ -534,7 +554,7 @@ class Segmentor:
         size = state.size
         logits = out["mask_logits"].float()[:, None]
         prob = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        prob_views = prob.sigmoid().view(n_views, n_images, q, *size)
+        prob_views = prob.sigmoid_().view(n_views, n_images, q, *size)
         prob = _mean_views(prob_views)
         pres_views = out["presence_logits"].float().sigmoid().view(n_views, n_images, q)
         pres = pres_views.mean(0)
@@ -547,7 +567,7 @@ class Segmentor:
         if inst_q:
             il = out["inst_logits"].float().view(n_all, q, *out["inst_logits"].shape[-2:])
             il = F.interpolate(il[:, inst_q], size=size, mode="bilinear", align_corners=False)
-            il = il.sigmoid().view(n_views, n_images, len(inst_q), *size)
+            il = il.sigmoid_().view(n_views, n_images, len(inst_q), *size)
             dist = (il[0] if identity_only else _mean_views(il)).cpu().numpy()
         else:
             dist = np.zeros((n_images, 0, *size), np.float32)
@@ -648,8 +668,10 @@ class Segmentor:
         t0 = time.perf_counter()
         parsed = self.ontology.parse_many(prompts)
         queries, which = self._queries(parsed)
-        per_grid = {g: (*self._grid_maps(self._encoding(g), [queries[k] for k in ks]), ks)
-                    for g, ks in self._split_by_grid(queries).items()}
+        per_grid = {}
+        for g, ks in self._split_by_grid(queries).items():
+            qs = [queries[k] for k in ks]
+            per_grid[g] = (*self._grid_maps(self._encoding(g, self._views_for(qs)), qs), ks)
         maps, grid_of, pres_q = self._index_grids(per_grid, queries)
         workers = min(self.postprocess_workers, len(parsed)) if len(parsed) > 1 else 0
         with _post_executor(workers) as ex:
@@ -686,7 +708,7 @@ class Segmentor:
             else:   # regions: smooth edges instead of blocks when upsampling
                 mask = _resize_float(mask.astype(np.float32), shape) >= 0.5
         return PromptResult(
-            prompt=p, mask=mask, probability=probability.astype(np.float32),
+            prompt=p, mask=mask, probability=probability.astype(np.float32, copy=False),
             presence=presence, instances=inst,
             extra={"backend": self.name, "answered_by": [queries[i][0] for i in idx],
                    "label_presence": {queries[i][0]: float(pres[i]) for i in idx},
@@ -746,8 +768,9 @@ class Segmentor:
                 per_grid = {}
                 for g, ks in groups.items():
                     batch, (h, w) = self.grid_batch(chunk, mpp=mpp, grid_mpp=g)
+                    qs = [queries[k] for k in ks]
                     prob, dist, pres = self._maps_for_state(
-                        self._encode_batch(batch), len(chunk), [queries[k] for k in ks])
+                        self._encode_batch(batch, self._views_for(qs)), len(chunk), qs)
                     per_grid[g] = (prob[:, :, :h, :w], dist[:, :, :h, :w], pres, ks)
                 for k in range(len(chunk)):   # post-processed while the next batch runs
                     maps, grid_of, pres_q = self._index_grids(

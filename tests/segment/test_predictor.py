@@ -351,6 +351,39 @@ def test_tissue_only_test_time_augmentation(segmentor):
             Segmentor(segmentor.model, segmentor.config, device="cpu", tta=bad)
 
 
+def test_tissue_tta_encodes_flipped_views_only_for_tissue_prompts(segmentor):
+    """tta="tissue" with cell/nucleus prompts only encodes the identity view (no 4x encoder
+    cost for answers that use one view); a later tissue prompt on the same image re-encodes
+    with the 4 views, a later cell prompt reuses them; answers equal the unflipped model's
+    and, for the tissue prompt, the full-TTA model's; predict_batch follows the same rule."""
+    kw = dict(device="cpu", max_side=512, presence_threshold=0.0)
+    plain, full, tissue = (Segmentor(segmentor.model, segmentor.config, tta=t, **kw)
+                           for t in (False, "all", "tissue"))
+    img = _image(64, 96, seed=9)
+    for seg in (plain, full, tissue):
+        seg.set_image(img, mpp=0.5)
+    n0 = tissue.n_encoded_images
+    (nuc,) = tissue.predict(["nuclei"])
+    assert tissue.n_encoded_images - n0 == 1
+    (ref,) = plain.predict(["nuclei"])
+    np.testing.assert_array_equal(nuc.instances, ref.instances)
+    np.testing.assert_allclose(nuc.probability, ref.probability, atol=1e-6)
+    (tum,) = tissue.predict(["tumor"])   # needs the flipped views: encoded again, 4 images
+    assert tissue.n_encoded_images - n0 == 1 + 4
+    np.testing.assert_allclose(tum.probability, full.predict(["tumor"])[0].probability,
+                               atol=1e-6)
+    calls = tissue.n_encoder_calls
+    (lym,) = tissue.predict(["lymphocytes"])   # served by the 4-view encoding
+    assert tissue.n_encoder_calls == calls
+    np.testing.assert_allclose(lym.probability, plain.predict(["lymphocytes"])[0].probability,
+                               atol=1e-6)
+    n1 = tissue.n_encoded_images
+    tissue.predict_batch([_image(64, 64, 1), _image(64, 64, 2)], ["nuclei"], mpp=0.5)
+    assert tissue.n_encoded_images - n1 == 2
+    tissue.predict_batch([_image(64, 64, 1), _image(64, 64, 2)], ["tumor", "nuclei"], mpp=0.5)
+    assert tissue.n_encoded_images - n1 == 2 + 8
+
+
 def test_predict_batch_keeps_the_callers_image(segmentor):
     """Both predict_batch paths (batched, and per-image for mixed sizes) leave the image of the
     caller's last set_image current."""
