@@ -21,13 +21,15 @@ need: one tissue prompt needs only the coarse grid, the 8 prompts need both.
 The 8 prompts include two instance-level ones (nuclei, lymphocytes), whose watershed
 post-processing is per prompt and per tile; ``cost_ratio_8_vs_1_regions`` repeats the
 measurement with 8 region-level prompts to separate that cost from the decoder's.
-``cost_ratio_8_vs_1_network`` times the network alone (encoder once per tile batch, the
-decoder once per prompt, maps at tile size) and ``postprocess_share_8_prompts`` the share of
-the 8-prompt time not spent in the network (thresholds, closing, hole filling, watershed
-that were not hidden behind it), which grows with the number of prompts by construction.
+``cost_ratio_8_vs_1_network`` times the network alone as the calling thread runs it
+(encoder once per tile batch, the decoder once per prompt, maps at the decoder's stride 2;
+on CUDA also their upsampling to tile size) and ``postprocess_share_8_prompts`` the share of
+the 8-prompt time not spent in the network (upsampling, thresholds, closing, hole filling,
+watershed that were not hidden behind it), which grows with the number of prompts by
+construction.
 Post-processing runs on ``Segmentor.postprocess_workers`` threads (default
 ``min(4, torch threads)``) while the calling thread encodes the next tile batch and then
-works through what is still queued;
+works through what is still queued (from the back of the queue, the workers from the front);
 ``cost_ratio_8_vs_1_nuclei_inline`` and ``tiles_per_s_8_prompts_inline`` repeat the nucleus
 comparison with post-processing in the calling thread (``postprocess_workers=0``);
 ``postprocess_ms_per_tile_8_prompts_inline`` is that run's time beyond the network, per tile.
@@ -116,10 +118,12 @@ def _full_runner(seg: Segmentor, tiles, prompts):
 
 
 def _network_runner(seg: Segmentor, tiles, prompts):
-    """Encoder + decoder only (probability, distance and presence maps, no thresholding,
-    closing, hole filling or watershed): the cost that "encode each tile once for all
-    prompts" is about. Each tile batch is encoded once per working grid the prompts need
-    (``mpp`` for cell/nucleus prompts, ``tissue_mpp`` for tissue-level ones)."""
+    """Encoder + decoder only, as ``predict_batch`` runs them on the calling thread: maps at
+    the decoder's stride 2 and presences (on a CPU the upsampling to tile size is left to
+    the post-processing jobs, as in ``predict_batch``; on CUDA it is part of the network),
+    no thresholding, closing, hole filling or watershed: the cost that "encode each tile
+    once for all prompts" is about. Each tile batch is encoded once per working grid the
+    prompts need (``mpp`` for cell/nucleus prompts, ``tissue_mpp`` for tissue-level ones)."""
     queries, _ = seg._queries(seg.ontology.parse_many(prompts))
     groups = {g: [queries[k] for k in ks] for g, ks in seg._split_by_grid(queries).items()}
     chunks = [tiles[i:i + seg.batch_size] for i in range(0, len(tiles), seg.batch_size)]
@@ -127,8 +131,9 @@ def _network_runner(seg: Segmentor, tiles, prompts):
     def run() -> None:
         for g, qs in groups.items():
             for c in chunks:
-                batch, _ = seg.grid_batch(c, mpp=seg.mpp, grid_mpp=g)
-                seg._maps_for_state(seg._encode_batch(batch, seg._views_for(qs)), len(c), qs)
+                batch, crop = seg.grid_batch(c, mpp=seg.mpp, grid_mpp=g)
+                seg._maps_for_state(seg._encode_batch(batch, seg._views_for(qs)), len(c), qs,
+                                    lazy_crop=crop)
         if seg.device.type == "cuda":
             torch.cuda.synchronize()
     return run

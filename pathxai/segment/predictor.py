@@ -135,6 +135,34 @@ def _mean_views(maps: torch.Tensor) -> torch.Tensor:
     return (maps[0] + maps[1].flip(-1) + maps[2].flip(-2) + maps[3].flip(-2, -1)) / 4.0
 
 
+class _LazyMaps:
+    """One image's maps kept at the decoder's stride-2 resolution: row ``j`` is upsampled
+    (bilinear) to the tile size, passed through the sigmoid, averaged over the test-time
+    views and cropped when it is read, i.e. in the post-processing job that needs it, beside
+    the network's next tile batch. Same arithmetic as the batched path, row by row.
+
+    ``logits`` is ``(V, k, h2, w2)`` on the CPU; rows in ``identity_rows`` use view 0 only.
+    """
+
+    __slots__ = ("logits", "size", "crop", "identity_rows")
+
+    def __init__(self, logits: torch.Tensor, size: tuple[int, int], crop: tuple[int, int],
+                 identity_rows: frozenset = frozenset()):
+        self.logits, self.size, self.crop = logits, size, crop
+        self.identity_rows = identity_rows
+
+    def __len__(self) -> int:
+        return int(self.logits.shape[1])
+
+    def __getitem__(self, j: int) -> np.ndarray:
+        x = self.logits[:1, j:j + 1] if j in self.identity_rows else self.logits[:, j:j + 1]
+        with torch.no_grad():
+            x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
+            m = _mean_views(x.sigmoid_()[:, None])[0, 0]
+        h, w = self.crop
+        return m[:h, :w].numpy()
+
+
 def _check_mpp(mpp: Any) -> float:
     if mpp is None:
         raise MissingMPPError(
@@ -178,18 +206,34 @@ def _post_executor(workers: int) -> Iterator[ThreadPoolExecutor | _InlineExecuto
 class _Job:
     """A submitted post-processing job that the waiting thread can run itself."""
 
-    __slots__ = ("future", "fn", "args")
+    __slots__ = ("future", "fn", "args", "_ran", "_value")
 
     def __init__(self, ex, fn: Callable, *args):
         self.fn, self.args = fn, args
+        self._ran, self._value = False, None
         self.future = ex.submit(fn, *args)
+
+    def run_if_pending(self) -> None:
+        """Run the job here if no worker has started it yet (its errors propagate)."""
+        if not self._ran and self.future.cancel():
+            self._value = self.fn(*self.args)
+            self._ran = True
 
     def result(self):
         """The job's result; a job no worker has started yet is run here instead of waited
-        for, so the calling thread works through the queue's tail beside the workers."""
-        if self.future.cancel():
-            return self.fn(*self.args)
-        return self.future.result()
+        for."""
+        self.run_if_pending()
+        return self._value if self._ran else self.future.result()
+
+
+def _drain(jobs: Sequence[_Job]) -> list:
+    """Results of ``jobs`` in order. The calling thread first works through the jobs no
+    worker has started, from the last one backwards, while the workers take them from the
+    front: the queue's tail is shared instead of raced for (taking them in order, the
+    caller would find each next job already taken and only wait)."""
+    for j in reversed(jobs):
+        j.run_if_pending()
+    return [j.result() for j in jobs]
 
 
 def _default_postprocess_workers() -> int:
@@ -538,10 +582,16 @@ class Segmentor:
                 if self.ontology.structure(lab) in ("cell", "nuclei")]
 
     @torch.no_grad()
-    def _maps_for_state(self, state: ImageState, n_images: int, queries):
+    def _maps_for_state(self, state: ImageState, n_images: int, queries,
+                        lazy_crop: tuple[int, int] | None = None):
         """Probability ``(n, q, H, W)``, distance ``(n, q_i, H, W)`` for the ``q_i``
         cell/nucleus queries only (:meth:`_instance_queries`, in their order) and presence
-        ``(n, q)`` as numpy."""
+        ``(n, q)`` as numpy.
+
+        With ``lazy_crop=(h, w)`` (CPU only) the probability and distance maps are returned
+        as one :class:`_LazyMaps` per image instead, cropped to ``(h, w)`` when read: the
+        upsampling then runs in the post-processing jobs, off the network's thread.
+        """
         tok, pad, pooled = self._padded_text(queries)
         q = len(queries)
         n_all = int(state.tokens.shape[0])
@@ -552,6 +602,8 @@ class Segmentor:
             out = self.model.decode(state, ii, tok[pi], pad[pi], pooled[pi],
                                     full_resolution=False)
         size = state.size
+        if lazy_crop is not None and self.device.type == "cpu":
+            return self._lazy_maps(out, n_views, n_images, queries, size, lazy_crop)
         logits = out["mask_logits"].float()[:, None]
         prob = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         prob_views = prob.sigmoid_().view(n_views, n_images, q, *size)
@@ -572,6 +624,25 @@ class Segmentor:
         else:
             dist = np.zeros((n_images, 0, *size), np.float32)
         return prob.cpu().numpy(), dist, pres.cpu().numpy()
+
+    def _lazy_maps(self, out: dict, n_views: int, n_images: int, queries, size, crop):
+        """:meth:`_maps_for_state`'s lazy result from the decoder output ``out``."""
+        q = len(queries)
+        inst_q = self._instance_queries(queries)
+        identity = n_views > 1 and self.tta_mode == "tissue"   # cell/nucleus: view 0 only
+        pres_views = out["presence_logits"].float().sigmoid().view(n_views, n_images, q)
+        pres = pres_views.mean(0)
+        if identity and inst_q:
+            pres[:, inst_q] = pres_views[0][:, inst_q]
+        logits = out["mask_logits"].float().view(n_views, n_images, q, *out[
+            "mask_logits"].shape[-2:])
+        rows = frozenset(inst_q) if identity else frozenset()
+        prob = [_LazyMaps(logits[:, k], size, crop, rows) for k in range(n_images)]
+        il = out["inst_logits"].float().view(n_views, n_images, q, *out[
+            "inst_logits"].shape[-2:])[:, :, inst_q]
+        rows = frozenset(range(len(inst_q))) if identity else frozenset()
+        dist = [_LazyMaps(il[:, k], size, crop, rows) for k in range(n_images)]
+        return prob, dist, pres.cpu().numpy()
 
     def _grid_maps(self, enc: _Encoded, queries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(q, h, w)`` probability, ``(q_i, h, w)`` distance (cell/nucleus queries only)
@@ -675,10 +746,9 @@ class Segmentor:
         maps, grid_of, pres_q = self._index_grids(per_grid, queries)
         workers = min(self.postprocess_workers, len(parsed)) if len(parsed) > 1 else 0
         with _post_executor(workers) as ex:
-            jobs = [_Job(ex, self._answer, p, idx, maps, grid_of, queries, pres_q,
-                         self._image.shape[:2], self._image_mpp, t0)
-                    for p, idx in zip(parsed, which)]
-            return [j.result() for j in jobs]
+            return _drain([_Job(ex, self._answer, p, idx, maps, grid_of, queries, pres_q,
+                                self._image.shape[:2], self._image_mpp, t0)
+                           for p, idx in zip(parsed, which)])
 
     def _index_grids(self, per_grid: dict, queries) -> tuple[dict, dict, np.ndarray]:
         """From ``per_grid[g] = (prob, dist, pres, query indices on g)`` of one image, the
@@ -761,17 +831,19 @@ class Segmentor:
             for i in range(0, len(images), self.batch_size):
                 # the batch before the previous one must be done: bounded memory, and an
                 # error stops the loop here instead of after every batch
-                for row in jobs[max(0, i - 2 * self.batch_size):max(0, i - self.batch_size)]:
-                    for j in row:
-                        j.result()
+                _drain([j for row in jobs[max(0, i - 2 * self.batch_size):
+                                          max(0, i - self.batch_size)] for j in row])
                 chunk = images[i:i + self.batch_size]
                 per_grid = {}
                 for g, ks in groups.items():
                     batch, (h, w) = self.grid_batch(chunk, mpp=mpp, grid_mpp=g)
                     qs = [queries[k] for k in ks]
                     prob, dist, pres = self._maps_for_state(
-                        self._encode_batch(batch, self._views_for(qs)), len(chunk), qs)
-                    per_grid[g] = (prob[:, :, :h, :w], dist[:, :, :h, :w], pres, ks)
+                        self._encode_batch(batch, self._views_for(qs)), len(chunk), qs,
+                        lazy_crop=(h, w))
+                    if isinstance(prob, np.ndarray):   # on CUDA the maps come upsampled
+                        prob, dist = prob[:, :, :h, :w], dist[:, :, :h, :w]
+                    per_grid[g] = (prob, dist, pres, ks)
                 for k in range(len(chunk)):   # post-processed while the next batch runs
                     maps, grid_of, pres_q = self._index_grids(
                         {g: (pr[k], di[k], ps[k], ks)
@@ -779,7 +851,9 @@ class Segmentor:
                     jobs[i + k] = [_Job(ex, self._answer, p, idx, maps, grid_of, queries,
                                         pres_q, chunk[k].shape[:2], mpp, t0)
                                    for p, idx in zip(parsed, which)]
-            return [[j.result() for j in row] for row in jobs]
+            flat = _drain([j for row in jobs for j in row])
+            n = len(parsed)
+            return [flat[k * n:(k + 1) * n] for k in range(len(images))]
 
     def segment_slide(self, slide, prompts, *, out_dir, **kwargs) -> dict:
         """Segment a whole slide; see :func:`pathxai.segment.slide.segment_slide`."""

@@ -122,6 +122,27 @@ def test_predict_batch_matches_predict(segmentor):
         np.testing.assert_allclose(a.probability, b.probability, atol=1e-4)
 
 
+@pytest.mark.parametrize("tta", [False, "all", "tissue"])
+def test_lazy_maps_equal_the_batched_maps(segmentor, tta):
+    """predict_batch's maps upsampled row by row in the post-processing jobs (lazy) equal the
+    batched upsampling: probabilities, distances (cell/nucleus queries only, identity view
+    under tta="tissue") and presences, cropped to the unpadded tile."""
+    seg = Segmentor(segmentor.model, segmentor.config, device="cpu", tta=tta)
+    queries, _ = seg._queries(seg.ontology.parse_many(["tumor", "nuclei", "stroma",
+                                                       "lymphocytes"]))
+    batch = np.stack([_image(64, 96, s) for s in range(3)])
+    state = seg._encode_batch(batch, seg._views_for(queries))
+    prob, dist, pres = seg._maps_for_state(state, 3, queries)
+    lprob, ldist, lpres = seg._maps_for_state(state, 3, queries, lazy_crop=(60, 90))
+    np.testing.assert_array_equal(lpres, pres)
+    assert len(lprob) == len(ldist) == 3 and len(lprob[0]) == 4 and len(ldist[0]) == 2
+    for k in range(3):
+        for j in range(4):
+            np.testing.assert_array_equal(lprob[k][j], prob[k, j, :60, :90])
+        for j in range(2):
+            np.testing.assert_array_equal(ldist[k][j], dist[k, j, :60, :90])
+
+
 def test_watershed_splits_touching_discs():
     from scipy import ndimage
 
@@ -438,7 +459,7 @@ def _blobby_maps(seg, monkeypatch):
 
     calls = iter(range(10_000))
 
-    def maps(state, n_images, queries):
+    def maps(state, n_images, queries, lazy_crop=None):   # eager maps on every path
         rng = np.random.default_rng(next(calls))
         h, w = state.size
         f = ndimage.gaussian_filter(rng.random((2, n_images, len(queries), h, w)),
