@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ __all__ = [
     "build_tiny",
     "build_small",
     "build_base",
+    "grow_checkpoint",
     "build_segmentor",
     "average_checkpoints",
     "default_config",
@@ -412,5 +413,70 @@ def average_checkpoints(sources: list[str | Path], dst: str | Path, *,
     # training-time validation scored the first source, not the mean: keep none
     out["metrics"] = {}
     d = save_checkpoint(model, out, dst)   # writes the soup's own weights_sha256
+    load_checkpoint(d)
+    return d
+
+
+def grow_checkpoint(src: str | Path, dst: str | Path, *, enc_extra: Sequence[int],
+                    seed: int = 0) -> Path:
+    """Write ``src`` with identity-initialised blocks appended to its image encoder's levels.
+
+    Each level ``i`` gains ``enc_extra[i]`` :class:`~pathxai.segment.modeling.GrowthBlock` s
+    (``x + BN(conv(GELU(BN(conv(x)))))``, last BatchNorm at zero), so the grown network
+    computes exactly what ``src`` computes until it is trained: a fine-tune of ``dst`` adds
+    capacity (depth at the chosen levels) without starting over. Checked on a random
+    batch before writing. ``config.json`` is ``src``'s with the larger ``model`` entry,
+    ``training.grown_from`` (source, its weights' SHA-256, the blocks added) and no
+    ``metrics``.
+
+    Parameters
+    ----------
+    src, dst : str or Path
+        Source checkpoint (folder or packaged name) and output folder.
+    enc_extra : sequence of 5 int
+        Blocks to add per level (strides 2, 4, 8, 16, 32), each >= 0, at least one > 0.
+    seed : int
+        Seed of the new blocks' first convolutions.
+
+    Returns
+    -------
+    Path
+        ``dst``.
+
+    Raises
+    ------
+    CheckpointError
+        Bad ``enc_extra``, or a grown network whose output differs from the source's.
+    """
+    extra = tuple(int(x) for x in enc_extra)
+    if len(extra) != 5 or min(extra) < 0 or not any(extra):
+        raise CheckpointError(f"enc_extra={tuple(enc_extra)!r} must be 5 counts >= 0 (strides "
+                              "2..32), at least one > 0, e.g. (0, 0, 1, 1, 1)")
+    model, cfg = load_checkpoint(src)
+    mcfg = model.cfg
+    grown_extra = tuple(a + b for a, b in zip(mcfg.enc_extra, extra))
+    torch.manual_seed(seed)
+    grown = PromptSegmentationModel(ModelConfig.from_dict(
+        {**mcfg.to_dict(), "enc_extra": list(grown_extra)}))
+    own = grown.state_dict()
+    state = model.state_dict()
+    # a level's existing blocks keep their indices; the new ones come after them
+    own.update({k: v for k, v in state.items() if k in own and own[k].shape == v.shape})
+    grown.load_state_dict(own, strict=True)
+    grown.eval()
+    x = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        a, b = model.encode_image(x), grown.encode_image(x)
+    if not (torch.allclose(a.pixel, b.pixel, atol=1e-5)
+            and torch.allclose(a.tokens, b.tokens, atol=1e-5)):
+        raise CheckpointError(f"growing {str(src)!r} by {extra} changed its output; the new "
+                              "blocks must start as identities")
+    out = dict(cfg)
+    out["training"] = dict(cfg.get("training", {}))
+    out["training"]["grown_from"] = {"checkpoint": str(src),
+                                     "weights_sha256": cfg.get("weights_sha256"),
+                                     "enc_extra": list(extra), "seed": int(seed)}
+    out["metrics"] = {}
+    d = save_checkpoint(grown, out, dst)
     load_checkpoint(d)
     return d

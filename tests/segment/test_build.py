@@ -15,6 +15,7 @@ from pathxai.segment.build import (
     average_checkpoints,
     build_segmentor,
     default_config,
+    grow_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
@@ -153,3 +154,41 @@ def test_average_checkpoints_refuses_mismatches(tmp_path):
     with pytest.raises(CheckpointError, match="'model' differ"):
         average_checkpoints([da, dc], tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_grown_checkpoint_computes_what_its_source_computes(tmp_path):
+    """Growing adds identity-initialised encoder blocks: same outputs (encoder, decoder,
+    every head) in eval mode and at the first training step, more parameters; the config
+    records the growth, keeps ``enc_extra`` only when non-zero, and the grown checkpoint
+    can be averaged with fine-tunes of itself but not with its source."""
+    src, d = _saved(tmp_path, "src", 0)
+    out = grow_checkpoint(d, tmp_path / "grown", enc_extra=(0, 1, 0, 2, 1), seed=3)
+    grown, cfg = load_checkpoint(out)
+    assert cfg["model"]["enc_extra"] == [0, 1, 0, 2, 1]
+    assert "enc_extra" not in json.loads((d / CONFIG_NAME).read_text())["model"]
+    assert cfg["training"]["grown_from"]["enc_extra"] == [0, 1, 0, 2, 1]
+    assert cfg["n_parameters"] > sum(p.numel() for p in src.parameters())
+    assert cfg["metrics"] == {}
+    ids = torch.randint(1, 10, (2, 6))
+    pad = torch.zeros(2, 6, dtype=torch.bool)
+    x = torch.randn(2, 3, 64, 96)
+    ii, pi = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 0, 1])
+    for mode in ("eval", "train"):
+        for m in (src, grown):
+            m.train(mode == "train")
+        with torch.no_grad():
+            a, b = src(x, ids, pad, ii, pi), grown(x, ids, pad, ii, pi)
+        for k in ("mask_logits", "inst_logits", "presence_logits"):
+            torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-5)
+    grown.eval()
+    with torch.no_grad():   # a fine-tune of the grown model: same keys, averageable
+        for p in grown.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    tuned = save_checkpoint(grown, cfg, tmp_path / "tuned")
+    average_checkpoints([out, tuned], tmp_path / "soup")
+    with pytest.raises(CheckpointError, match="'model' differ"):
+        average_checkpoints([d, tuned], tmp_path / "x")
+    for bad in ((0, 0, 0, 0, 0), (1, 1), (0, -1, 0, 1, 0)):
+        with pytest.raises(CheckpointError, match="enc_extra="):
+            grow_checkpoint(d, tmp_path / "bad", enc_extra=bad)
+    assert not (tmp_path / "bad").exists()

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["ConvBNAct", "ResBlock", "ImageEncoder", "PixelDecoder"]
+__all__ = ["ConvBNAct", "GrowthBlock", "ResBlock", "ImageEncoder", "PixelDecoder"]
 
 
 class ConvBNAct(nn.Sequential):
@@ -36,6 +36,25 @@ class ResBlock(nn.Module):
         return F.gelu(x + self.conv2(self.conv1(x)))
 
 
+class GrowthBlock(nn.Module):
+    """Residual block ``x + BN(conv(GELU(BN(conv(x)))))`` with no activation after the sum and
+    its last BatchNorm's scale and shift starting at zero: an identity until trained, so
+    appending it to a trained encoder level leaves the network's output unchanged
+    (:func:`pathxai.segment.build.grow_checkpoint`); keeps shape ``(B, C, H, W)``."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv1 = ConvBNAct(c, c)
+        self.conv2 = nn.Sequential(
+            nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        )
+        nn.init.zeros_(self.conv2[1].weight)
+        nn.init.zeros_(self.conv2[1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.conv1(x))
+
+
 class ImageEncoder(nn.Module):
     """A 5-level convolutional pyramid (strides 2, 4, 8, 16, 32).
 
@@ -45,6 +64,9 @@ class ImageEncoder(nn.Module):
         Feature channels at strides 2, 4, 8, 16 and 32.
     depths : sequence of int, length 5
         Residual blocks per level.
+    extra : sequence of int, length 5, optional
+        :class:`GrowthBlock` s appended to each level after its residual blocks (default
+        none): the blocks a grown checkpoint adds to a trained encoder.
 
     Notes
     -----
@@ -52,16 +74,20 @@ class ImageEncoder(nn.Module):
     five feature maps ``(B, channels[i], H / 2**(i+1), W / 2**(i+1))``.
     """
 
-    def __init__(self, channels: Sequence[int], depths: Sequence[int]):
+    def __init__(self, channels: Sequence[int], depths: Sequence[int],
+                 extra: Sequence[int] | None = None):
         super().__init__()
-        if len(channels) != 5 or len(depths) != 5:
-            raise ValueError(f"channels and depths need 5 entries, got {channels}, {depths}")
+        extra = (0,) * 5 if extra is None else tuple(extra)
+        if len(channels) != 5 or len(depths) != 5 or len(extra) != 5:
+            raise ValueError(f"channels, depths and extra need 5 entries, got {channels}, "
+                             f"{depths}, {extra}")
         self.channels = tuple(int(c) for c in channels)
         levels = []
         c_prev = 3
-        for c, d in zip(self.channels, depths):
+        for c, d, e in zip(self.channels, depths, extra):
             blocks: list[nn.Module] = [ConvBNAct(c_prev, c, stride=2)]
             blocks += [ResBlock(c) for _ in range(int(d))]
+            blocks += [GrowthBlock(c) for _ in range(int(e))]
             levels.append(nn.Sequential(*blocks))
             c_prev = c
         self.levels = nn.ModuleList(levels)

@@ -35,17 +35,23 @@ class ModelConfig:
     num_queries: int = 8
     max_text_len: int = 48
     extra: dict = field(default_factory=dict)
+    #: identity-initialised blocks appended per encoder level by growing a checkpoint
+    #: (:func:`pathxai.segment.build.grow_checkpoint`); left out of :meth:`to_dict` when none
+    enc_extra: tuple = (0, 0, 0, 0, 0)
 
     def to_dict(self) -> dict:
-        """JSON-serialisable dict (tuples become lists)."""
+        """JSON-serialisable dict (tuples become lists; ``enc_extra`` only when non-zero, so
+        configs of models never grown stay as they were)."""
         d = asdict(self)
+        if not any(self.enc_extra):
+            d.pop("enc_extra")
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise ``TypeError``."""
         d = dict(d)
-        for k in ("enc_channels", "enc_depths", "dec_dims"):
+        for k in ("enc_channels", "enc_depths", "dec_dims", "enc_extra"):
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**d)
@@ -114,7 +120,7 @@ class PromptSegmentationModel(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = ImageEncoder(cfg.enc_channels, cfg.enc_depths)
+        self.encoder = ImageEncoder(cfg.enc_channels, cfg.enc_depths, cfg.enc_extra)
         self.decoder = PixelDecoder(cfg.enc_channels, cfg.dec_dims, cfg.embed_dim)
         self.image_proj = nn.Sequential(nn.Conv2d(cfg.dec_dims[3], cfg.dim, 1))
         self.text = TextEncoder(cfg.vocab_size, cfg.dim, cfg.text_depth, cfg.heads,
