@@ -301,7 +301,7 @@ def load_checkpoint(name_or_path: str | Path, *, map_location: str | torch.devic
         )
     try:
         model = PromptSegmentationModel(ModelConfig.from_dict(cfg["model"]))
-    except (KeyError, TypeError) as e:
+    except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{str(cpath)!r}: bad 'model' architecture entry ({e})") from e
     try:
         state = load_file(str(wpath), device=str(map_location))
@@ -455,9 +455,10 @@ def grow_checkpoint(src: str | Path, dst: str | Path, *, enc_extra: Sequence[int
     model, cfg = load_checkpoint(src)
     mcfg = model.cfg
     grown_extra = tuple(a + b for a, b in zip(mcfg.enc_extra, extra))
-    torch.manual_seed(seed)
-    grown = PromptSegmentationModel(ModelConfig.from_dict(
-        {**mcfg.to_dict(), "enc_extra": list(grown_extra)}))
+    with torch.random.fork_rng(devices=[]):   # the caller's random state is left alone
+        torch.manual_seed(seed)
+        grown = PromptSegmentationModel(ModelConfig.from_dict(
+            {**mcfg.to_dict(), "enc_extra": list(grown_extra)}))
     own = grown.state_dict()
     state = model.state_dict()
     # a level's existing blocks keep their indices; the new ones come after them

@@ -40,6 +40,7 @@ instance labels by nearest neighbour.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -206,32 +207,54 @@ def _post_executor(workers: int) -> Iterator[ThreadPoolExecutor | _InlineExecuto
 class _Job:
     """A submitted post-processing job that the waiting thread can run itself."""
 
-    __slots__ = ("future", "fn", "args", "_ran", "_value")
+    __slots__ = ("future", "fn", "args", "_taken", "_value", "_error")
 
     def __init__(self, ex, fn: Callable, *args):
         self.fn, self.args = fn, args
-        self._ran, self._value = False, None
+        self._taken, self._value, self._error = False, None, None
         self.future = ex.submit(fn, *args)
 
     def run_if_pending(self) -> None:
-        """Run the job here if no worker has started it yet (its errors propagate)."""
-        if not self._ran and self.future.cancel():
+        """Run the job here if no worker has started it yet (at most once; its error
+        propagates, and again from :meth:`result`)."""
+        if self._taken or not self.future.cancel():
+            return
+        self._taken = True
+        try:
             self._value = self.fn(*self.args)
-            self._ran = True
+        except BaseException as e:
+            self._error = e
+            raise
+
+    def failed(self) -> bool:
+        """Whether a worker ran the job and it raised."""
+        f = self.future
+        return f.done() and not f.cancelled() and f.exception() is not None
 
     def result(self):
         """The job's result; a job no worker has started yet is run here instead of waited
         for."""
         self.run_if_pending()
-        return self._value if self._ran else self.future.result()
+        if self._taken:
+            if self._error is not None:
+                raise self._error
+            return self._value
+        return self.future.result()
 
 
 def _drain(jobs: Sequence[_Job]) -> list:
     """Results of ``jobs`` in order. The calling thread first works through the jobs no
     worker has started, from the last one backwards, while the workers take them from the
     front: the queue's tail is shared instead of raced for (taking them in order, the
-    caller would find each next job already taken and only wait)."""
+    caller would find each next job already taken and only wait). It stops at once when a
+    worker's job has failed; the first failure in order is then raised."""
+    failed = threading.Event()
+    for j in jobs:
+        j.future.add_done_callback(lambda f: failed.set() if (
+            not f.cancelled() and f.exception() is not None) else None)
     for j in reversed(jobs):
+        if failed.is_set():
+            break
         j.run_if_pending()
     return [j.result() for j in jobs]
 
@@ -330,7 +353,6 @@ class Segmentor:
                              "'tissue' (tissue-level prompts only)")
         #: test-time augmentation: None, "all" or "tissue" (the prompts it applies to)
         self.tta_mode: str | None = "all" if tta is True else (tta or None)
-        self.tta = self.tta_mode is not None
         workers = _default_postprocess_workers() if postprocess_workers is None \
             else postprocess_workers
         if isinstance(workers, bool) or not isinstance(workers, int | np.integer) \
@@ -384,6 +406,11 @@ class Segmentor:
         d = resolve_checkpoint_dir(name_or_path)
         model, cfg = load_checkpoint(d)
         return cls(model, cfg, checkpoint_dir=d, **kwargs)
+
+    @property
+    def tta(self) -> bool:
+        """Whether test-time augmentation is on (set at construction: ``tta=``)."""
+        return self.tta_mode is not None
 
     @property
     def mpp(self) -> float:

@@ -558,6 +558,55 @@ def test_a_postprocess_error_stops_predict_batch_early(segmentor, monkeypatch):
         assert seg.n_encoder_calls <= 3, (workers, seg.n_encoder_calls)
 
 
+def test_drain_shares_the_tail_stops_on_a_worker_error_and_runs_each_job_once():
+    """_drain: results in order; the caller takes unstarted jobs from the back; when a
+    worker's job fails, the caller stops taking jobs and the first failure in order is
+    raised; a job the caller ran and that raised is not run again by result()."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pathxai.segment.predictor import _drain, _Job
+
+    runs: dict[int, list[str]] = {}
+    lock = threading.Lock()
+
+    def job(k, fail_at=None, delay=0.002):
+        with lock:
+            runs.setdefault(k, []).append(threading.current_thread().name)
+        time.sleep(delay)
+        if k == fail_at:
+            raise ValueError(f"job {k}")
+        return k * k
+
+    with ThreadPoolExecutor(1, thread_name_prefix="w") as ex:
+        jobs = [_Job(ex, job, k) for k in range(30)]
+        assert _drain(jobs) == [k * k for k in range(30)]
+    assert all(len(v) == 1 for v in runs.values()) and len(runs) == 30
+    callers = [k for k, v in runs.items() if not v[0].startswith("w")]
+    assert callers and max(callers) == 29   # the caller worked from the back
+    runs.clear()
+    with ThreadPoolExecutor(1, thread_name_prefix="w") as ex:
+        gate = threading.Event()
+        first = _Job(ex, lambda: (gate.wait(5), job(0, fail_at=0))[1])
+        rest = [_Job(ex, job, k, None, 0.02) for k in range(1, 40)]
+        threading.Timer(0.05, gate.set).start()
+        with pytest.raises(ValueError, match="job 0"):
+            _drain([first, *rest])
+    by_caller = [k for k, v in runs.items() if v[0] == "MainThread"]
+    assert len(by_caller) < 15, "the caller went on through the tail after the failure"
+    runs.clear()
+    with ThreadPoolExecutor(1) as ex:
+        blocker = _Job(ex, time.sleep, 0.2)   # keeps the worker busy: the next job waits
+        j = _Job(ex, job, 7, 7)
+        with pytest.raises(ValueError):
+            j.run_if_pending()
+        with pytest.raises(ValueError):
+            j.result()
+        blocker.result()
+    assert len(runs[7]) == 1
+
+
 def test_default_postprocess_workers_follow_torch_threads(segmentor):
     n = torch.get_num_threads()
     try:

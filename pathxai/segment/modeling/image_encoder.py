@@ -81,6 +81,9 @@ class ImageEncoder(nn.Module):
         if len(channels) != 5 or len(depths) != 5 or len(extra) != 5:
             raise ValueError(f"channels, depths and extra need 5 entries, got {channels}, "
                              f"{depths}, {extra}")
+        if min(int(d) for d in depths) < 0 or min(int(e) for e in extra) < 0:
+            raise ValueError(f"block counts must be >= 0, got depths={tuple(depths)}, "
+                             f"extra={extra}")
         self.channels = tuple(int(c) for c in channels)
         levels = []
         c_prev = 3
