@@ -7,7 +7,9 @@ is absent. Nothing may write there.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,3 +30,17 @@ def shared_data() -> Path:
 def shared_slides(shared_data: Path) -> Path:
     """The ``../shared/data/slides`` folder of real and broken slide files."""
     return shared_data / "slides"
+
+
+@pytest.fixture
+def repo_script(monkeypatch):
+    """Load a script of the repository (e.g. ``"analyses/compare_checkpoints.py"``) as a
+    module, registered in ``sys.modules`` for the test only (dataclasses look it up)."""
+    def load(relative: str):
+        path = REPO_ROOT / relative
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        mod = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, spec.name, mod)
+        spec.loader.exec_module(mod)
+        return mod
+    return load

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -98,11 +95,8 @@ def test_absent_changes_lists_prompts_whose_empty_outcome_flipped():
     assert absent_changes(a, {"rows": []}).empty
 
 
-def test_compare_checkpoints_script_renders_the_table(tmp_path):
-    path = Path(__file__).resolve().parents[2] / "analyses" / "compare_checkpoints.py"
-    spec = importlib.util.spec_from_file_location("compare_checkpoints", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def test_compare_checkpoints_script_renders_the_table(tmp_path, repo_script):
+    mod = repo_script("analyses/compare_checkpoints.py")
     a = _result({"x": 0.5, "y": 0.6, "z": 0.7})
     b = _result({"x": 0.6, "y": 0.65, "z": 0.7})
     text = mod.render(a, b, n_boot=100)

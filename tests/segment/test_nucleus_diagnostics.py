@@ -3,22 +3,11 @@ resolution, brought back to the image grid)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
 
-def _module():
-    path = Path(__file__).resolve().parents[2] / "analyses" / "nucleus_diagnostics.py"
-    spec = importlib.util.spec_from_file_location("nucleus_diagnostics", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_stride2_ceiling_keeps_large_objects_and_loses_specks():
-    m = _module()
+def test_stride2_ceiling_keeps_large_objects_and_loses_specks(repo_script):
+    m = repo_script("analyses/nucleus_diagnostics.py")
     yy, xx = np.mgrid[:128, :160]
     discs = np.zeros((128, 160), bool)
     for cy, cx in ((30, 30), (80, 100), (40, 120)):
