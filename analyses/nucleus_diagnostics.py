@@ -36,11 +36,6 @@ SHARED = Path(os.environ.get("PATHXAI_SHARED_DATA", REPO.parent / "shared" / "da
 sys.path.insert(0, str(REPO))
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    s = int(a.sum()) + int(b.sum())
-    return 2.0 * int((a & b).sum()) / s if s else 1.0
-
-
 def stride2_ceiling(truth: np.ndarray, mpp: float, model_mpp: float) -> np.ndarray:
     """The mask ``truth (H, W)`` at ``mpp`` as the model's stride-2 maps could at best hold it
     (block fractions at ``2 * model_mpp`` µm/px as logits, bilinear back up, > 0), on the
@@ -65,6 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     from PIL import Image
 
     from pathxai.segment.evaluate import assumed_mpp
+    from pathxai.segment.metrics import dice
     from pathxai.segment.predictor import Segmentor
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -90,9 +86,9 @@ def main(argv: list[str] | None = None) -> dict:
         (res,) = seg.predict(["nuclei"])
         name = Path(r["image"]).stem
         out.append({"image": name, "heldout": name in held, "mpp": mpp,
-                    "dice_mask": _dice(res.mask, truth),
-                    "dice_raw": _dice(res.probability > 0.5, truth),
-                    "dice_stride2_ceiling": _dice(stride2_ceiling(truth, mpp, seg.mpp), truth)})
+                    "dice_mask": dice(res.mask, truth),
+                    "dice_raw": dice(res.probability > 0.5, truth),
+                    "dice_stride2_ceiling": dice(stride2_ceiling(truth, mpp, seg.mpp), truth)})
     df = pd.DataFrame(out)
     print(df.round(3).to_string(index=False))
     means = df.groupby("heldout")[["dice_mask", "dice_raw", "dice_stride2_ceiling"]].mean()

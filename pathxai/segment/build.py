@@ -405,14 +405,21 @@ def average_checkpoints(sources: list[str | Path], dst: str | Path, *,
         else:
             mean[k] = v.clone()
     model.load_state_dict(mean)
-    out = dict(cfg)
-    out["training"] = dict(cfg.get("training", {}))
-    out["training"]["average_of"] = [
+    return _save_derived(model, cfg, dst, average_of=[
         {"checkpoint": str(s), "weights_sha256": c.get("weights_sha256"), "weight": x / total}
-        for s, (_, c), x in zip(sources, loaded, w)]
-    # training-time validation scored the first source, not the mean: keep none
+        for s, (_, c), x in zip(sources, loaded, w)])
+
+
+def _save_derived(model: PromptSegmentationModel, cfg: dict, dst: str | Path,
+                  **records: Any) -> Path:
+    """Save ``model``, derived from the checkpoint of config ``cfg`` (an average, a grown
+    copy), into ``dst``: the config is ``cfg`` with ``records`` added under ``training``, its
+    own ``weights_sha256`` and no ``metrics`` (the source's training-time validation did not
+    score the derived weights); checked to load."""
+    out = dict(cfg)
+    out["training"] = {**cfg.get("training", {}), **records}
     out["metrics"] = {}
-    d = save_checkpoint(model, out, dst)   # writes the soup's own weights_sha256
+    d = save_checkpoint(model, out, dst)
     load_checkpoint(d)
     return d
 
@@ -472,12 +479,6 @@ def grow_checkpoint(src: str | Path, dst: str | Path, *, enc_extra: Sequence[int
             and torch.allclose(a.tokens, b.tokens, atol=1e-5)):
         raise CheckpointError(f"growing {str(src)!r} by {extra} changed its output; the new "
                               "blocks must start as identities")
-    out = dict(cfg)
-    out["training"] = dict(cfg.get("training", {}))
-    out["training"]["grown_from"] = {"checkpoint": str(src),
-                                     "weights_sha256": cfg.get("weights_sha256"),
-                                     "enc_extra": list(extra), "seed": int(seed)}
-    out["metrics"] = {}
-    d = save_checkpoint(grown, out, dst)
-    load_checkpoint(d)
-    return d
+    return _save_derived(grown, cfg, dst, grown_from={
+        "checkpoint": str(src), "weights_sha256": cfg.get("weights_sha256"),
+        "enc_extra": list(extra), "seed": int(seed)})

@@ -226,11 +226,6 @@ class _Job:
             self._error = e
             raise
 
-    def failed(self) -> bool:
-        """Whether a worker ran the job and it raised."""
-        f = self.future
-        return f.done() and not f.cancelled() and f.exception() is not None
-
     def result(self):
         """The job's result; a job no worker has started yet is run here instead of waited
         for."""
@@ -629,20 +624,23 @@ class Segmentor:
             out = self.model.decode(state, ii, tok[pi], pad[pi], pooled[pi],
                                     full_resolution=False)
         size = state.size
-        if lazy_crop is not None and self.device.type == "cpu":
-            return self._lazy_maps(out, n_views, n_images, queries, size, lazy_crop)
-        logits = out["mask_logits"].float()[:, None]
-        prob = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        prob_views = prob.sigmoid_().view(n_views, n_images, q, *size)
-        prob = _mean_views(prob_views)
         pres_views = out["presence_logits"].float().sigmoid().view(n_views, n_images, q)
         pres = pres_views.mean(0)
         inst_q = self._instance_queries(queries)
         # tta="tissue": cell and nucleus queries keep the identity view only
         identity_only = n_views > 1 and self.tta_mode == "tissue"
         if identity_only and inst_q:
-            prob[:, inst_q] = prob_views[0][:, inst_q]
             pres[:, inst_q] = pres_views[0][:, inst_q]
+        if lazy_crop is not None and self.device.type == "cpu":
+            prob, dist = self._lazy_maps(out, n_views, n_images, q, inst_q, identity_only,
+                                         size, lazy_crop)
+            return prob, dist, pres.cpu().numpy()
+        logits = out["mask_logits"].float()[:, None]
+        prob = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        prob_views = prob.sigmoid_().view(n_views, n_images, q, *size)
+        prob = _mean_views(prob_views)
+        if identity_only and inst_q:
+            prob[:, inst_q] = prob_views[0][:, inst_q]
         if inst_q:
             il = out["inst_logits"].float().view(n_all, q, *out["inst_logits"].shape[-2:])
             il = F.interpolate(il[:, inst_q], size=size, mode="bilinear", align_corners=False)
@@ -652,24 +650,21 @@ class Segmentor:
             dist = np.zeros((n_images, 0, *size), np.float32)
         return prob.cpu().numpy(), dist, pres.cpu().numpy()
 
-    def _lazy_maps(self, out: dict, n_views: int, n_images: int, queries, size, crop):
-        """:meth:`_maps_for_state`'s lazy result from the decoder output ``out``."""
-        q = len(queries)
-        inst_q = self._instance_queries(queries)
-        identity = n_views > 1 and self.tta_mode == "tissue"   # cell/nucleus: view 0 only
-        pres_views = out["presence_logits"].float().sigmoid().view(n_views, n_images, q)
-        pres = pres_views.mean(0)
-        if identity and inst_q:
-            pres[:, inst_q] = pres_views[0][:, inst_q]
+    @staticmethod
+    def _lazy_maps(out: dict, n_views: int, n_images: int, q: int, inst_q: list[int],
+                   identity_only: bool, size, crop) -> tuple[list, list]:
+        """:meth:`_maps_for_state`'s lazy probability and distance maps (one
+        :class:`_LazyMaps` each per image) from the decoder output ``out``; with
+        ``identity_only`` the ``inst_q`` rows use view 0 only."""
         logits = out["mask_logits"].float().view(n_views, n_images, q, *out[
             "mask_logits"].shape[-2:])
-        rows = frozenset(inst_q) if identity else frozenset()
+        rows = frozenset(inst_q) if identity_only else frozenset()
         prob = [_LazyMaps(logits[:, k], size, crop, rows) for k in range(n_images)]
         il = out["inst_logits"].float().view(n_views, n_images, q, *out[
             "inst_logits"].shape[-2:])[:, :, inst_q]
-        rows = frozenset(range(len(inst_q))) if identity else frozenset()
+        rows = frozenset(range(len(inst_q))) if identity_only else frozenset()
         dist = [_LazyMaps(il[:, k], size, crop, rows) for k in range(n_images)]
-        return prob, dist, pres.cpu().numpy()
+        return prob, dist
 
     def _grid_maps(self, enc: _Encoded, queries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(q, h, w)`` probability, ``(q_i, h, w)`` distance (cell/nucleus queries only)
