@@ -16,7 +16,7 @@ Configs, run in this order, each skipped when its ``<out>/<name>/result.json`` e
 ``cpm15_stain_scale_synth``  + synthetic patches (50 % of the crops)
 ``multitask_default``        the shipped multi-task model (no training here)
 ``stain_baseline``           the classical baseline (no training)
-``glas_unet_medium``         U-Net 1.6 M (the multi-task model's size) on GlaS, as glas_unet
+``glas_unet_medium``         U-Net 1.6 M (the multi-task model's size up to phase 7) on GlaS, as glas_unet
 ``glas_unet_coarse``         U-Net 0.49 M on GlaS at 1.0 µm/px instead of 0.5 (256-px crops see
                              256 µm instead of 128 µm): how much does the field of view matter?
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the shipped segmentation checkpoint (pathxai/segment/weights/default) from scratch.
 #
-#   bash analyses/train_default_checkpoint.sh            # all seven phases (resumes an interrupted run), then export
+#   bash analyses/train_default_checkpoint.sh            # all nine phases (resumes an interrupted run), then export
 #   MAX_MINUTES=30 bash analyses/train_default_checkpoint.sh   # bound each call (resume later)
 #
 # Phase 1: pathxai/segment/configs/default.yaml (3000 steps, synthetic share 0.36).
@@ -19,9 +19,16 @@
 #          pathxai.segment.build.average_checkpoints).
 # Phase 7: pathxai/segment/configs/wide640.yaml, from wide2_avg: the wide batches are 3 crops of 640 px
 #          (320 µm); then the equal-weight average of wide2_avg and the end of phase 7
-#          (training_runs/wide640_avg), which is exported.
-# The shipped weights are wide640_avg (263.9 min of CPU training in all: 50 + 50 + 33 + 49 + 25 + 28 + 29;
-# the averages take seconds);
+#          (training_runs/wide640_avg).
+# Phase 8: wide640_avg grown by identity-initialised encoder blocks (pathxai.segment.build.grow_checkpoint,
+#          enc_extra 0 1 1 2 2: 1.60 M -> 2.61 M parameters, same outputs) into training_runs/grown_init;
+#          pathxai/segment/configs/grown.yaml (phase 7's recipe, 2400 steps) from there; then the
+#          equal-weight average of grown_init and its end (training_runs/grown_avg).
+# Phase 9: pathxai/segment/configs/grown3.yaml, 1500 steps from grown_avg with more synthetic patches and
+#          Kather tiles; then the equal-weight average of grown_avg and its end (training_runs/grown3_avg),
+#          which is exported.
+# The shipped weights are grown3_avg (314.6 min of CPU training in all: 50 + 50 + 33 + 49 + 25 + 28 + 29
+# + 31 + 20; the growth and the averages take seconds);
 # the phase boundaries and times are recorded in config.json -> training.phases.
 # Training data: the synthetic renderer (pathxai.datasets.render_patch) and the train rows of
 # ../shared/data/index.csv (or $PATHXAI_SHARED_DATA/index.csv) minus the held-out split
@@ -49,7 +56,17 @@ average() {   # average SRC1 SRC2 DST: equal-weight mean of two checkpoints (ski
 average training_runs/wide/last training_runs/wide2/last training_runs/wide2_avg/last
 "$PY" -m pathxai.segment.train pathxai/segment/configs/wide640.yaml --out training_runs/wide640 --resume "${EXTRA[@]}"
 average training_runs/wide2_avg/last training_runs/wide640/last training_runs/wide640_avg/last
-"$PY" - training_runs/wide640_avg/last pathxai/segment/weights/default <<'PYEOF'
+grow() {   # grow SRC DST: SRC with identity-initialised encoder blocks added (skipped when DST exists)
+  if [[ ! -f "$2/model.safetensors" ]]; then
+    "$PY" -c "import sys; from pathxai.segment.build import grow_checkpoint as g; g(sys.argv[1], sys.argv[2], enc_extra=(0, 1, 1, 2, 2), seed=0)" "$1" "$2"
+  fi
+}
+grow training_runs/wide640_avg/last training_runs/grown_init/last
+"$PY" -m pathxai.segment.train pathxai/segment/configs/grown.yaml --out training_runs/grown --resume "${EXTRA[@]}"
+average training_runs/grown_init/last training_runs/grown/last training_runs/grown_avg/last
+"$PY" -m pathxai.segment.train pathxai/segment/configs/grown3.yaml --out training_runs/grown3 --resume "${EXTRA[@]}"
+average training_runs/grown_avg/last training_runs/grown3/last training_runs/grown3_avg/last
+"$PY" - training_runs/grown3_avg/last pathxai/segment/weights/default <<'PYEOF'
 import json
 import sys
 from pathlib import Path
@@ -60,7 +77,12 @@ dst = export_checkpoint(sys.argv[1], sys.argv[2])
 phases, before = [], 0.0
 for run, cfg in (("default", "default.yaml"), ("long", "long.yaml"), ("refine", "refine.yaml"),
                  ("context", "context.yaml"), ("wide", "wide.yaml"), ("wide2", "wide2.yaml"),
-                 ("wide640", "wide640.yaml")):
+                 ("wide640", "wide640.yaml"), ("grown", "grown.yaml"), ("grown3", "grown3.yaml")):
+    init = Path(f"training_runs/{run}_init/last/config.json")
+    if init.exists():   # the phase starts from a grown copy of the previous checkpoint
+        g = json.loads(init.read_text())["training"]["grown_from"]
+        phases.append({"grown_from": g["checkpoint"], "run": f"training_runs/{run}_init",
+                       "enc_extra": g["enc_extra"], "seed": g["seed"], "minutes": 0.0})
     st = json.loads(Path(f"training_runs/{run}/last/train_state.json").read_text())
     minutes = st["elapsed_s"] / 60
     # long continues the default run's clock; the later phases start fresh ones (init_from)

@@ -186,7 +186,7 @@ def test_fine_tuning_refuses_a_different_resolution(tmp_path):
 def test_shipped_recipe_configs_parse_and_chain_like_the_rebuild_script():
     """The shipped checkpoint's recorded phases name the package's configs, in the order of
     analyses/train_default_checkpoint.sh, and each fine-tuning phase starts from the previous
-    phase's run (so the one documented command rebuilds the recipe)."""
+    phase's run, average or grown copy (so the one documented command rebuilds the recipe)."""
     from pathlib import Path
 
     import pathxai.segment as seg_pkg
@@ -199,9 +199,11 @@ def test_shipped_recipe_configs_parse_and_chain_like_the_rebuild_script():
     phases = shipped["training"]["phases"]
     script = (repo / "analyses" / "train_default_checkpoint.sh").read_text()
 
-    def line(ph):   # the script's line for a training phase or an equal-weight average
+    def line(ph):   # the script's line for a training phase, an average or a growth
         if "average_of" in ph:
             return f"average {' '.join(ph['average_of'])} {ph['run']}/last"
+        if "grown_from" in ph:
+            return f"grow {ph['grown_from']} {ph['run']}/last"
         return f"configs/{Path(ph['config']).name} --out {ph['run']}"
 
     order = [script.index(line(ph)) for ph in phases]
@@ -210,6 +212,9 @@ def test_shipped_recipe_configs_parse_and_chain_like_the_rebuild_script():
         if "average_of" in ph:   # averages the previous phase's end with an earlier checkpoint
             assert ph["average_of"][-1] == f"{prev['run']}/last" and ph["minutes"] == 0
             assert ph["average_of"][0] in {f"{q['run']}/last" for q in phases}, ph
+            continue
+        if "grown_from" in ph:   # a grown copy of the previous phase's end, no training
+            assert ph["grown_from"] == f"{prev['run']}/last" and ph["minutes"] == 0, ph
             continue
         cfg = cfgs[Path(ph["config"]).name]
         assert cfg.init_from in (None, f"{prev['run']}/last"), (ph["config"], cfg.init_from)
