@@ -70,8 +70,8 @@ def error_shares(mask: np.ndarray, truth: np.ndarray, tissue: np.ndarray) -> dic
 
 def main(argv: list[str] | None = None) -> dict:
     import pandas as pd
-    from PIL import Image
 
+    from pathxai.datasets.index import load_pair, read_index
     from pathxai.segment.evaluate import assumed_mpp
     from pathxai.segment.metrics import dice
     from pathxai.segment.predictor import Segmentor
@@ -90,8 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"no index at {index}: set PATHXAI_SHARED_DATA or pass --index")
     splits = a.split or ["test", "train"]
     coarse = a.tissue_mpp or [0.6, 0.7]
-    rows = pd.read_csv(index)
-    rows = rows[(rows["dataset"] == "glas") & rows["split"].isin(splits)]
+    rows = read_index(index, split=splits, datasets="glas")
     seg = Segmentor.from_pretrained(a.model)
     seg_coarse = {}
     for g in coarse:
@@ -100,10 +99,9 @@ def main(argv: list[str] | None = None) -> dict:
         seg_coarse[g] = s
     out = []
     for _, r in rows.iterrows():
-        img = np.asarray(Image.open(index.parent / r["image"]).convert("RGB"))
-        truth = np.asarray(Image.open(index.parent / r["mask"]))
-        truth = (truth[..., 0] if truth.ndim == 3 else truth) > 0
-        mpp = float(r["mpp"]) if pd.notna(r["mpp"]) else assumed_mpp(r)[0]
+        img, truth, _ = load_pair(r)
+        truth = truth > 0
+        mpp = assumed_mpp(r)[0]
         seg.set_image(img, mpp=mpp)
         (res,) = seg.predict([r["category"]])
         tissue = tissue_on_image(img, mpp)

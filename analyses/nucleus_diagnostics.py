@@ -57,8 +57,8 @@ def stride2_ceiling(truth: np.ndarray, mpp: float, model_mpp: float) -> np.ndarr
 
 def main(argv: list[str] | None = None) -> dict:
     import pandas as pd
-    from PIL import Image
 
+    from pathxai.datasets.index import load_pair, read_index
     from pathxai.segment.evaluate import assumed_mpp
     from pathxai.segment.metrics import dice
     from pathxai.segment.predictor import Segmentor
@@ -71,17 +71,15 @@ def main(argv: list[str] | None = None) -> dict:
     index = Path(a.index)
     if not index.is_file():
         raise SystemExit(f"no index at {index}: set PATHXAI_SHARED_DATA or pass --index")
-    rows = pd.read_csv(index)
-    rows = rows[rows["dataset"] == "cpm15"]
+    rows = read_index(index, datasets="cpm15")
     split = json.loads((REPO / "pathxai/segment/configs/heldout_split.json").read_text())
     held = set(split["heldout"]["cpm15"])
     seg = Segmentor.from_pretrained(a.model)
     out = []
     for _, r in rows.iterrows():
-        img = np.asarray(Image.open(index.parent / r["image"]).convert("RGB"))
-        truth = np.asarray(Image.open(index.parent / r["mask"]))
-        truth = (truth[..., 0] if truth.ndim == 3 else truth) > 0
-        mpp = float(r["mpp"]) if pd.notna(r["mpp"]) else assumed_mpp(r)[0]
+        img, truth, _ = load_pair(r)
+        truth = truth > 0
+        mpp = assumed_mpp(r)[0]
         seg.set_image(img, mpp=mpp)
         (res,) = seg.predict(["nuclei"])
         name = Path(r["image"]).stem
