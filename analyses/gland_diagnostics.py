@@ -71,8 +71,8 @@ def error_shares(mask: np.ndarray, truth: np.ndarray, tissue: np.ndarray) -> dic
 def main(argv: list[str] | None = None) -> dict:
     import pandas as pd
 
-    from pathxai.datasets.index import load_pair, read_index
-    from pathxai.segment.evaluate import assumed_mpp
+    from pathxai.datasets.index import read_index
+    from pathxai.segment.evaluate import iter_targets
     from pathxai.segment.metrics import dice
     from pathxai.segment.predictor import Segmentor
 
@@ -98,10 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
         s.config = {**s.config, "tissue_mpp": g}
         seg_coarse[g] = s
     out = []
-    for _, r in rows.iterrows():
-        img, truth, _ = load_pair(r)
-        truth = truth > 0
-        mpp = assumed_mpp(r)[0]
+    for r, img, truth, mpp in iter_targets(rows):
         seg.set_image(img, mpp=mpp)
         (res,) = seg.predict([r["category"]])
         tissue = tissue_on_image(img, mpp)

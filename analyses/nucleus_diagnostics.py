@@ -58,8 +58,8 @@ def stride2_ceiling(truth: np.ndarray, mpp: float, model_mpp: float) -> np.ndarr
 def main(argv: list[str] | None = None) -> dict:
     import pandas as pd
 
-    from pathxai.datasets.index import load_pair, read_index
-    from pathxai.segment.evaluate import assumed_mpp
+    from pathxai.datasets.index import read_index
+    from pathxai.segment.evaluate import iter_targets
     from pathxai.segment.metrics import dice
     from pathxai.segment.predictor import Segmentor
 
@@ -76,10 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
     held = set(split["heldout"]["cpm15"])
     seg = Segmentor.from_pretrained(a.model)
     out = []
-    for _, r in rows.iterrows():
-        img, truth, _ = load_pair(r)
-        truth = truth > 0
-        mpp = assumed_mpp(r)[0]
+    for r, img, truth, mpp in iter_targets(rows):
         seg.set_image(img, mpp=mpp)
         (res,) = seg.predict(["nuclei"])
         name = Path(r["image"]).stem

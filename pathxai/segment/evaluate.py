@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +43,8 @@ from pathxai.datasets.index import load_image, load_pair, read_index
 from pathxai.exceptions import UnknownPromptError, UnsupportedPromptError
 from pathxai.segment.metrics import aji, bootstrap_mean_ci, dice, iou
 
-__all__ = ["ASSUMED_MPP", "CLUSTER_RULES", "evaluate_index", "assumed_mpp", "row_prompt",
-           "summary_table"]
+__all__ = ["ASSUMED_MPP", "CLUSTER_RULES", "evaluate_index", "assumed_mpp", "iter_targets",
+           "row_prompt", "summary_table"]
 
 #: dataset -> (µm/px, reason), used when a row's ``mpp`` is empty. cpm15 uses magnification.
 ASSUMED_MPP: dict[str, tuple[float, str]] = {
@@ -89,6 +89,28 @@ def assumed_mpp(row: pd.Series | dict) -> tuple[float, str]:
         if key in ASSUMED_MPP:
             return ASSUMED_MPP[key][0], f"assumed ({key})"
     raise AssertionError("unreachable: @default is always present")  # pragma: no cover
+
+
+def iter_targets(rows: pd.DataFrame) -> Iterator[tuple[pd.Series, np.ndarray, np.ndarray, float]]:
+    """Each row of an index table with its image and target, for per-image analyses.
+
+    Parameters
+    ----------
+    rows : DataFrame
+        Rows of :func:`pathxai.datasets.index.read_index` (absolute ``image``/``mask`` paths).
+
+    Yields
+    ------
+    row : Series
+    image : ndarray of uint8, shape (H, W, 3)
+    target : ndarray of bool, shape (H, W)
+        ``mask > 0``, as :func:`evaluate_index` scores it.
+    mpp : float
+        µm per pixel of the image (:func:`assumed_mpp`).
+    """
+    for _, r in rows.iterrows():
+        image, mask, _ = load_pair(r)
+        yield r, image, np.asarray(mask) > 0, assumed_mpp(r)[0]
 
 
 def row_prompt(row: pd.Series | dict) -> str:

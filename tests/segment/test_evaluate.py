@@ -12,7 +12,7 @@ from PIL import Image
 from pathxai.datasets.index import load_pair, read_index
 from pathxai.exceptions import UnsupportedPromptError
 from pathxai.segment import PromptResult, StainSegmentor, evaluate_index, parse_prompt
-from pathxai.segment.evaluate import assumed_mpp
+from pathxai.segment.evaluate import ASSUMED_MPP, assumed_mpp, iter_targets
 from pathxai.segment.metrics import aji, bootstrap_mean_ci, dice, iou
 
 
@@ -118,6 +118,17 @@ def _tiny_index(tmp_path):
                          "mpp": "" if k else "0.5", "magnification": "20x", "split": "test"})
     pd.DataFrame(rows).to_csv(tmp_path / "index.csv", index=False)
     return tmp_path / "index.csv", masks
+
+
+def test_iter_targets_gives_image_target_and_mpp(tmp_path):
+    index, _ = _tiny_index(tmp_path)
+    got = list(iter_targets(read_index(index, datasets="toy")))
+    assert len(got) == 6
+    row, image, target, mpp = got[0]
+    assert image.shape == (20, 20, 3) and image.dtype == np.uint8
+    assert target.dtype == bool and target.sum() == 100 and target[:10, :10].all()
+    assert row["category"] == "gland" and mpp == 0.5          # from the index
+    assert got[2][3] == pytest.approx(ASSUMED_MPP["@20x"][0])  # empty mpp: assumed at 20x
 
 
 def test_evaluate_bookkeeping(tmp_path):
