@@ -45,16 +45,14 @@ DETECTOR_MPP = 4.0
 
 def tissue_on_image(rgb: np.ndarray, mpp: float, detector_mpp: float = DETECTOR_MPP
                     ) -> np.ndarray:
-    """The slide tissue detector's mask of ``rgb (H, W, 3)`` uint8 at ``mpp`` µm/px, run at
-    ``detector_mpp`` µm/px (as slides are, coarse) and brought back to ``(H, W)`` bool."""
+    """The slide tissue detector's mask of ``rgb (H, W, 3)`` uint8 at ``mpp`` µm/px: the
+    image opened as a slide and :func:`pathxai.slides.tissue_mask` run at ``detector_mpp``
+    µm/px (as slides are, coarse), brought back to ``(H, W)`` bool."""
     from PIL import Image
 
-    from pathxai.segment.predictor import resample_rgb
-    from pathxai.slides.tissue import tissue_mask_from_rgb
+    from pathxai.slides import open_slide, tissue_mask
 
-    f = min(1.0, mpp / detector_mpp)
-    small = resample_rgb(rgb, f, min_side=8)
-    low, _, _ = tissue_mask_from_rgb(small, mpp=mpp / f)
+    low = tissue_mask(open_slide(rgb, mpp=mpp), mpp=max(detector_mpp, mpp)).mask
     up = Image.fromarray(low.astype(np.uint8) * 255).resize(rgb.shape[1::-1], Image.NEAREST)
     return np.asarray(up) > 0
 
