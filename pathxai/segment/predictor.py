@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -143,25 +144,35 @@ class _LazyMaps:
     the network's next tile batch. Same arithmetic as the batched path, row by row.
 
     ``logits`` is ``(V, k, h2, w2)`` on the CPU; rows in ``identity_rows`` use view 0 only.
+    Rows in ``shared_rows`` (read by more than one prompt, e.g. "lymphocytes" and
+    "inflammatory cells") are kept after their first read; the others are not, so memory
+    stays at one row per running job. Readers must not modify the returned array.
     """
 
-    __slots__ = ("logits", "size", "crop", "identity_rows")
+    __slots__ = ("logits", "size", "crop", "identity_rows", "shared_rows", "_kept")
 
     def __init__(self, logits: torch.Tensor, size: tuple[int, int], crop: tuple[int, int],
-                 identity_rows: frozenset = frozenset()):
+                 identity_rows: frozenset = frozenset(), shared_rows: frozenset = frozenset()):
         self.logits, self.size, self.crop = logits, size, crop
-        self.identity_rows = identity_rows
+        self.identity_rows, self.shared_rows = identity_rows, shared_rows
+        self._kept: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return int(self.logits.shape[1])
 
     def __getitem__(self, j: int) -> np.ndarray:
+        kept = self._kept.get(j)
+        if kept is not None:
+            return kept
         x = self.logits[:1, j:j + 1] if j in self.identity_rows else self.logits[:, j:j + 1]
         with torch.no_grad():
             x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
             m = _mean_views(x.sigmoid_()[:, None])[0, 0]
         h, w = self.crop
-        return m[:h, :w].numpy()
+        out = m[:h, :w].numpy()
+        if j in self.shared_rows:   # two jobs racing here both compute it; one copy is kept
+            out = self._kept.setdefault(j, out)
+        return out
 
 
 def _check_mpp(mpp: Any) -> float:
@@ -258,6 +269,7 @@ def _default_postprocess_workers() -> int:
     """One post-processing thread per torch intra-op thread, at most 4 (so a pipeline
     worker limited to n threads stays near n busy cores)."""
     return min(4, torch.get_num_threads())
+
 
 
 def _ramp(n: int, overlap: int) -> np.ndarray:
@@ -605,14 +617,17 @@ class Segmentor:
 
     @torch.no_grad()
     def _maps_for_state(self, state: ImageState, n_images: int, queries,
-                        lazy_crop: tuple[int, int] | None = None):
+                        lazy_crop: tuple[int, int] | None = None,
+                        shared: frozenset = frozenset()):
         """Probability ``(n, q, H, W)``, distance ``(n, q_i, H, W)`` for the ``q_i``
         cell/nucleus queries only (:meth:`_instance_queries`, in their order) and presence
         ``(n, q)`` as numpy.
 
         With ``lazy_crop=(h, w)`` (CPU only) the probability and distance maps are returned
         as one :class:`_LazyMaps` per image instead, cropped to ``(h, w)`` when read: the
-        upsampling then runs in the post-processing jobs, off the network's thread.
+        upsampling then runs in the post-processing jobs, off the network's thread; the
+        rows of the query positions in ``shared`` (answering more than one prompt) are
+        upsampled once.
         """
         tok, pad, pooled = self._padded_text(queries)
         q = len(queries)
@@ -633,7 +648,7 @@ class Segmentor:
             pres[:, inst_q] = pres_views[0][:, inst_q]
         if lazy_crop is not None and self.device.type == "cpu":
             prob, dist = self._lazy_maps(out, n_views, n_images, q, inst_q, identity_only,
-                                         size, lazy_crop)
+                                         size, lazy_crop, shared)
             return prob, dist, pres.cpu().numpy()
         logits = out["mask_logits"].float()[:, None]
         prob = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
@@ -652,18 +667,21 @@ class Segmentor:
 
     @staticmethod
     def _lazy_maps(out: dict, n_views: int, n_images: int, q: int, inst_q: list[int],
-                   identity_only: bool, size, crop) -> tuple[list, list]:
+                   identity_only: bool, size, crop, shared: frozenset = frozenset()
+                   ) -> tuple[list, list]:
         """:meth:`_maps_for_state`'s lazy probability and distance maps (one
         :class:`_LazyMaps` each per image) from the decoder output ``out``; with
-        ``identity_only`` the ``inst_q`` rows use view 0 only."""
+        ``identity_only`` the ``inst_q`` rows use view 0 only; the rows of the query
+        positions in ``shared`` are kept once read."""
         logits = out["mask_logits"].float().view(n_views, n_images, q, *out[
             "mask_logits"].shape[-2:])
         rows = frozenset(inst_q) if identity_only else frozenset()
-        prob = [_LazyMaps(logits[:, k], size, crop, rows) for k in range(n_images)]
+        prob = [_LazyMaps(logits[:, k], size, crop, rows, shared) for k in range(n_images)]
         il = out["inst_logits"].float().view(n_views, n_images, q, *out[
             "inst_logits"].shape[-2:])[:, :, inst_q]
         rows = frozenset(range(len(inst_q))) if identity_only else frozenset()
-        dist = [_LazyMaps(il[:, k], size, crop, rows) for k in range(n_images)]
+        dist_shared = frozenset(c for c, j in enumerate(inst_q) if j in shared)
+        dist = [_LazyMaps(il[:, k], size, crop, rows, dist_shared) for k in range(n_images)]
         return prob, dist
 
     def _grid_maps(self, enc: _Encoded, queries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -849,6 +867,7 @@ class Segmentor:
     def _predict_same_size(self, images, mpp, parsed, queries, which, groups, t0
                            ) -> list[list[PromptResult]]:
         jobs: list[list[_Job]] = [[] for _ in images]
+        uses = Counter(k for idx in which for k in idx)   # prompts each query answers
         with _post_executor(self.postprocess_workers) as ex:
             for i in range(0, len(images), self.batch_size):
                 # the batch before the previous one must be done: bounded memory, and an
@@ -862,7 +881,8 @@ class Segmentor:
                     qs = [queries[k] for k in ks]
                     prob, dist, pres = self._maps_for_state(
                         self._encode_batch(batch, self._views_for(qs)), len(chunk), qs,
-                        lazy_crop=(h, w))
+                        lazy_crop=(h, w),
+                        shared=frozenset(j for j, k in enumerate(ks) if uses[k] > 1))
                     if isinstance(prob, np.ndarray):   # on CUDA the maps come upsampled
                         prob, dist = prob[:, :, :h, :w], dist[:, :, :h, :w]
                     per_grid[g] = (prob, dist, pres, ks)

@@ -133,7 +133,9 @@ def test_lazy_maps_equal_the_batched_maps(segmentor, tta):
     batch = np.stack([_image(64, 96, s) for s in range(3)])
     state = seg._encode_batch(batch, seg._views_for(queries))
     prob, dist, pres = seg._maps_for_state(state, 3, queries)
-    lprob, ldist, lpres = seg._maps_for_state(state, 3, queries, lazy_crop=(60, 90))
+    # query 3 ("lymphocytes", a cell label: distance row 1) is read by two prompts
+    lprob, ldist, lpres = seg._maps_for_state(state, 3, queries, lazy_crop=(60, 90),
+                                              shared=frozenset({3}))
     np.testing.assert_array_equal(lpres, pres)
     assert len(lprob) == len(ldist) == 3 and len(lprob[0]) == 4 and len(ldist[0]) == 2
     for k in range(3):
@@ -141,6 +143,24 @@ def test_lazy_maps_equal_the_batched_maps(segmentor, tta):
             np.testing.assert_array_equal(lprob[k][j], prob[k, j, :60, :90])
         for j in range(2):
             np.testing.assert_array_equal(ldist[k][j], dist[k, j, :60, :90])
+        # a shared row is upsampled once and then handed out again; the others each time
+        assert lprob[k][3] is lprob[k][3] and ldist[k][1] is ldist[k][1]
+        assert lprob[k][0] is not lprob[k][0] and ldist[k][0] is not ldist[k][0]
+
+
+def test_prompts_sharing_a_label_match_single_prompts(segmentor):
+    """Two prompts answered by the same label ("lymphocytes" and the parent "inflammatory
+    cells" both read the lymphocyte map) give the answers each prompt gets alone."""
+    imgs = [_image(64, 64, s) for s in range(2)]
+    both = segmentor.predict_batch(imgs, ["lymphocytes", "inflammatory cells"], mpp=0.5)
+    for p, col in (("lymphocytes", 0), ("inflammatory cells", 1)):
+        alone = segmentor.predict_batch(imgs, [p], mpp=0.5)
+        for k in range(2):
+            a, b = both[k][col], alone[k][0]
+            np.testing.assert_array_equal(a.probability, b.probability)
+            np.testing.assert_array_equal(a.instances, b.instances)
+            assert a.extra["answered_by"] == b.extra["answered_by"]
+    assert "lymphocyte" in both[0][1].extra["answered_by"]   # the label is shared
 
 
 def test_watershed_splits_touching_discs():
@@ -459,7 +479,7 @@ def _blobby_maps(seg, monkeypatch):
 
     calls = iter(range(10_000))
 
-    def maps(state, n_images, queries, lazy_crop=None):   # eager maps on every path
+    def maps(state, n_images, queries, lazy_crop=None, shared=frozenset()):   # eager maps
         rng = np.random.default_rng(next(calls))
         h, w = state.size
         f = ndimage.gaussian_filter(rng.random((2, n_images, len(queries), h, w)),
