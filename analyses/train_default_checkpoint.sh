@@ -56,12 +56,13 @@ average() {   # average SRC1 SRC2 DST: equal-weight mean of two checkpoints (ski
 average training_runs/wide/last training_runs/wide2/last training_runs/wide2_avg/last
 "$PY" -m pathxai.segment.train pathxai/segment/configs/wide640.yaml --out training_runs/wide640 --resume "${EXTRA[@]}"
 average training_runs/wide2_avg/last training_runs/wide640/last training_runs/wide640_avg/last
-grow() {   # grow SRC DST: SRC with identity-initialised encoder blocks added (skipped when DST exists)
+grow() {   # grow SRC DST E1 E2 E3 E4 E5 SEED: SRC with E_i identity-initialised encoder blocks added at
+           # level i (skipped when DST exists)
   if [[ ! -f "$2/model.safetensors" ]]; then
-    "$PY" -c "import sys; from pathxai.segment.build import grow_checkpoint as g; g(sys.argv[1], sys.argv[2], enc_extra=(0, 1, 1, 2, 2), seed=0)" "$1" "$2"
+    "$PY" -c "import sys; from pathxai.segment.build import grow_checkpoint as g; g(sys.argv[1], sys.argv[2], enc_extra=[int(x) for x in sys.argv[3:8]], seed=int(sys.argv[8]))" "$@"
   fi
 }
-grow training_runs/wide640_avg/last training_runs/grown_init/last
+grow training_runs/wide640_avg/last training_runs/grown_init/last 0 1 1 2 2 0
 "$PY" -m pathxai.segment.train pathxai/segment/configs/grown.yaml --out training_runs/grown --resume "${EXTRA[@]}"
 average training_runs/grown_init/last training_runs/grown/last training_runs/grown_avg/last
 "$PY" -m pathxai.segment.train pathxai/segment/configs/grown3.yaml --out training_runs/grown3 --resume "${EXTRA[@]}"

@@ -203,7 +203,8 @@ def test_shipped_recipe_configs_parse_and_chain_like_the_rebuild_script():
         if "average_of" in ph:
             return f"average {' '.join(ph['average_of'])} {ph['run']}/last"
         if "grown_from" in ph:
-            return f"grow {ph['grown_from']} {ph['run']}/last"
+            return (f"grow {ph['grown_from']} {ph['run']}/last "
+                    f"{' '.join(map(str, ph['enc_extra']))} {ph['seed']}")
         return f"configs/{Path(ph['config']).name} --out {ph['run']}"
 
     order = [script.index(line(ph)) for ph in phases]
