@@ -271,7 +271,6 @@ def _default_postprocess_workers() -> int:
     return min(4, torch.get_num_threads())
 
 
-
 def _ramp(n: int, overlap: int) -> np.ndarray:
     """1-D blending weight: linear ramps of ``overlap`` px at both ends, 1 in the middle."""
     w = np.ones(n, np.float32)
@@ -868,6 +867,9 @@ class Segmentor:
                            ) -> list[list[PromptResult]]:
         jobs: list[list[_Job]] = [[] for _ in images]
         uses = Counter(k for idx in which for k in idx)   # prompts each query answers
+        # per grid, the positions of its queries that answer more than one prompt
+        shared = {g: frozenset(j for j, k in enumerate(ks) if uses[k] > 1)
+                  for g, ks in groups.items()}
         with _post_executor(self.postprocess_workers) as ex:
             for i in range(0, len(images), self.batch_size):
                 # the batch before the previous one must be done: bounded memory, and an
@@ -881,8 +883,7 @@ class Segmentor:
                     qs = [queries[k] for k in ks]
                     prob, dist, pres = self._maps_for_state(
                         self._encode_batch(batch, self._views_for(qs)), len(chunk), qs,
-                        lazy_crop=(h, w),
-                        shared=frozenset(j for j, k in enumerate(ks) if uses[k] > 1))
+                        lazy_crop=(h, w), shared=shared[g])
                     if isinstance(prob, np.ndarray):   # on CUDA the maps come upsampled
                         prob, dist = prob[:, :, :h, :w], dist[:, :, :h, :w]
                     per_grid[g] = (prob, dist, pres, ks)
