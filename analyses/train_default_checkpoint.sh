@@ -25,10 +25,12 @@
 #          pathxai/segment/configs/grown.yaml (phase 7's recipe, 2400 steps) from there; then the
 #          equal-weight average of grown_init and its end (training_runs/grown_avg).
 # Phase 9: pathxai/segment/configs/grown3.yaml, 1500 steps from grown_avg with more synthetic patches and
-#          Kather tiles; then the equal-weight average of grown_avg and its end (training_runs/grown3_avg),
-#          which is exported.
-# The shipped weights are grown3_avg (314.6 min of CPU training in all: 50 + 50 + 33 + 49 + 25 + 28 + 29
-# + 31 + 20; the growth and the averages take seconds);
+#          Kather tiles; then the equal-weight average of grown_avg and its end (training_runs/grown3_avg).
+# Phase 10: pathxai/segment/configs/polish.yaml, phase 9's mix at a 3x higher learning rate (6e-4) for 3000
+#          steps from grown3_avg; then the equal-weight average of grown3_avg and its end
+#          (training_runs/polish_avg), which is exported.
+# The shipped weights are polish_avg (391.5 min of CPU training in all: 50 + 50 + 33 + 49 + 25 + 28 + 29
+# + 31 + 20 + 77; the growth and the averages take seconds);
 # the phase boundaries and times are recorded in config.json -> training.phases.
 # Training data: the synthetic renderer (pathxai.datasets.render_patch) and the train rows of
 # ../shared/data/index.csv (or $PATHXAI_SHARED_DATA/index.csv) minus the held-out split
@@ -67,7 +69,9 @@ grow training_runs/wide640_avg/last training_runs/grown_init/last 0 1 1 2 2 0
 average training_runs/grown_init/last training_runs/grown/last training_runs/grown_avg/last
 "$PY" -m pathxai.segment.train pathxai/segment/configs/grown3.yaml --out training_runs/grown3 --resume "${EXTRA[@]}"
 average training_runs/grown_avg/last training_runs/grown3/last training_runs/grown3_avg/last
-"$PY" - training_runs/grown3_avg/last pathxai/segment/weights/default <<'PYEOF'
+"$PY" -m pathxai.segment.train pathxai/segment/configs/polish.yaml --out training_runs/polish --resume "${EXTRA[@]}"
+average training_runs/grown3_avg/last training_runs/polish/last training_runs/polish_avg/last
+"$PY" - training_runs/polish_avg/last pathxai/segment/weights/default <<'PYEOF'
 import json
 import sys
 from pathlib import Path
@@ -78,7 +82,8 @@ dst = export_checkpoint(sys.argv[1], sys.argv[2])
 phases, before = [], 0.0
 for run, cfg in (("default", "default.yaml"), ("long", "long.yaml"), ("refine", "refine.yaml"),
                  ("context", "context.yaml"), ("wide", "wide.yaml"), ("wide2", "wide2.yaml"),
-                 ("wide640", "wide640.yaml"), ("grown", "grown.yaml"), ("grown3", "grown3.yaml")):
+                 ("wide640", "wide640.yaml"), ("grown", "grown.yaml"), ("grown3", "grown3.yaml"),
+                 ("polish", "polish.yaml")):
     init = Path(f"training_runs/{run}_init/last/config.json")
     if init.exists():   # the phase starts from a grown copy of the previous checkpoint
         g = json.loads(init.read_text())["training"]["grown_from"]
